@@ -1,0 +1,161 @@
+"""The composition root: wires settings, Kafka (Faust), the database and the metrics together.
+
+Nothing else constructs these objects; tests build their own through :func:`build` with their own
+settings and a fresh :class:`~prometheus_client.CollectorRegistry`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from sqlalchemy import Engine
+
+from agents.ingest import register_ingest
+from streams.batches import BatchHandler
+from streams.contract import EVENT_TOPICS
+from streams.db.engine import make_engine, redacted
+from streams.db.migrations import upgrade
+from streams.db.repository import Repository
+from streams.kafka_admin import ensure_topics
+from streams.metrics import LifecycleMetrics, Quotas, ReadModelCollector
+from streams.pipeline import Pipeline
+from streams.queries import customer_journey
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Lifecycle:
+    settings: Settings
+    app: faust.App
+    engine: Engine
+    registry: CollectorRegistry
+    metrics: LifecycleMetrics
+    handler: BatchHandler
+    ingest: Any  # the Faust agent
+
+
+def _broker_credentials(settings: Settings) -> Any:
+    protocol = settings.kafka_security_protocol
+    context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None)
+        if settings.kafka_ssl_certfile:
+            context.load_cert_chain(str(settings.kafka_ssl_certfile), str(settings.kafka_ssl_keyfile or "") or None)
+    if settings.kafka_sasl_mechanism:
+        password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username or "",
+            password=password,
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=context,
+        )
+    return faust.SSLCredentials(context) if context is not None else None
+
+
+def build(settings: Settings | None = None, *, registry: CollectorRegistry | None = None) -> Lifecycle:
+    settings = settings or Settings()
+    registry = registry if registry is not None else CollectorRegistry()
+    engine = make_engine(settings.sqlalchemy_url)
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")],
+        broker_credentials=_broker_credentials(settings),
+        key_serializer="raw",
+        value_serializer="raw",
+        store="memory://",
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        broker_commit_interval=1.0,
+        stream_wait_empty=False,
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        datadir=str(settings.data_dir / "faust"),
+        autodiscover=False,
+        logging_config=None,
+    )
+    app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(registry, "faust"))
+    metrics = LifecycleMetrics(registry, max_owner_labels=settings.max_owner_labels)
+    metrics.create_known_children(settings.source_topics.values(), EVENT_TOPICS)
+    quotas = Quotas.load(settings.quota_file) if settings.quota_file else None
+    registry.register(ReadModelCollector(engine, quotas, metrics.owner))
+
+    repository = Repository(engine, at_risk_threshold=settings.at_risk_csat_threshold)
+    pipeline = Pipeline(repository, settings.source_topics, max_message_bytes=settings.max_message_bytes)
+    source = app.topic(*settings.source_topics.values(), key_serializer="raw", value_serializer="raw")
+    dead_letters = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
+    transitions = app.topic(settings.topic_lifecycle, key_serializer="raw", value_serializer="raw")
+
+    async def send_dead_letter(*, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> Any:
+        return await dead_letters.send(key=key, value=value, headers=headers)
+
+    async def send_transition(*, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> Any:
+        return await transitions.send(key=key, value=value, headers=headers)
+
+    handler = BatchHandler(
+        pipeline,
+        repository,
+        metrics,
+        send_dead_letter=lambda **kw: _delivered(send_dead_letter(**kw)),
+        send_transition=lambda **kw: _delivered(send_transition(**kw)),
+        retry_max_seconds=settings.db_retry_max_seconds,
+    )
+    ingest = register_ingest(app, source, handler, batch_max=settings.batch_max, batch_within=settings.batch_within)
+    lifecycle = Lifecycle(settings, app, engine, registry, metrics, handler, ingest)
+    _register_web(lifecycle)
+
+    @app.task
+    async def _publish_outbox() -> None:
+        count = await handler.publish_outbox()
+        if count:
+            log.info("published %d stage transitions left over from before a restart", count)
+
+    return lifecycle
+
+
+async def _delivered(sending: Any) -> Any:
+    """Faust's ``send`` returns a future of the broker's ack: wait for it too."""
+    future = await sending
+    return await future
+
+
+def _register_web(lifecycle: Lifecycle) -> None:
+    app, engine, registry = lifecycle.app, lifecycle.engine, lifecycle.registry
+
+    @app.page("/metrics")
+    async def metrics_page(self: Any, request: Any) -> Any:
+        # the read-model collector runs SQL: keep it off the event loop
+        body = await asyncio.to_thread(generate_latest, registry)
+        return self.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    @app.page("/customers/{customer_id}")
+    async def customer_page(self: Any, request: Any, customer_id: str) -> Any:
+        journey = await asyncio.to_thread(customer_journey, engine, customer_id)
+        if journey is None:
+            return self.json({"error": f"unknown customer {customer_id!r}"}, status=404)
+        return self.json(journey)
+
+    @app.page("/healthz")
+    async def health_page(self: Any, request: Any) -> Any:
+        return self.json({"status": "ok"})
+
+
+def prepare_infrastructure(settings: Settings) -> None:
+    """What the worker needs before Faust starts: the schema and the topics."""
+    engine = make_engine(settings.sqlalchemy_url)
+    applied = upgrade(engine)
+    log.info("database %s ready (migrations applied: %s)", redacted(settings.sqlalchemy_url), applied or "none")
+    engine.dispose()
+    ensure_topics(settings)

@@ -1,0 +1,135 @@
+"""The event contract: turns the bytes of a Kafka message into a validated :class:`Event`.
+
+Validation uses the JSON Schema files in ``schemas/v1`` (compiled once with fastjsonschema, ~10 us
+per event), plus the checks a schema cannot express: the zone-aware timestamp, the message key and
+the topic an event type belongs on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import fastjsonschema
+import orjson
+
+import schemas
+
+SUPPORTED_SCHEMA_VERSION = 1
+JSONValidator = Callable[[Any], Any]
+
+
+class InvalidEvent(Exception):
+    """A message the pipeline rejects; ``error_class`` is a stable machine-readable code."""
+
+    def __init__(self, error_class: str, reason: str) -> None:
+        super().__init__(reason)
+        self.error_class = error_class
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    event_id: str
+    type: str
+    customer_id: str
+    occurred_at: datetime  # UTC, naive: every time in the pipeline is UTC
+    data: Mapping[str, Any]
+
+    @property
+    def topic(self) -> str:
+        """Contract topic (``leads``, ``deals``, ``tickets``) this type belongs on."""
+        return EVENT_TOPICS[self.type]
+
+
+EVENT_TOPICS: dict[str, str] = schemas.event_types()
+
+
+def _compile_validators() -> dict[str, JSONValidator]:
+    documents = schemas.load_schemas()
+
+    def resolve(uri: str) -> dict[str, Any]:
+        return documents[uri.removeprefix(schemas.SCHEMA_BASE_URI).removesuffix(".json")]
+
+    return {
+        name: fastjsonschema.compile(doc, handlers={"https": resolve}, use_default=False)
+        for name, doc in documents.items()
+    }
+
+
+_VALIDATORS = _compile_validators()
+
+
+def parse_timestamp(text: str) -> datetime:
+    """RFC 3339 with zone -> naive UTC. The schema's pattern already demands the zone."""
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError("timestamp has no zone")
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def format_timestamp(moment: datetime) -> str:
+    return moment.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
+
+
+def validate_document(document: Any) -> Event:
+    """Validate an already-decoded JSON value; raises :class:`InvalidEvent`."""
+    if not isinstance(document, dict):
+        raise InvalidEvent("not_an_object", f"event must be a JSON object, got {type(document).__name__}")
+    version = document.get("schema_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > SUPPORTED_SCHEMA_VERSION:
+        raise InvalidEvent(
+            "unsupported_schema_version",
+            f"schema_version {version} is newer than the supported {SUPPORTED_SCHEMA_VERSION}",
+        )
+    try:
+        _VALIDATORS[schemas.ENVELOPE](document)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        raise InvalidEvent("invalid_field", exc.message) from None
+    event_type = document["type"]
+    validator = _VALIDATORS.get(event_type)
+    if validator is None:
+        raise InvalidEvent("unknown_type", f"unknown event type {event_type[:100]!r}")
+    try:
+        validator(document)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        raise InvalidEvent("invalid_field", exc.message) from None
+    try:
+        occurred_at = parse_timestamp(document["occurred_at"])
+    except ValueError as exc:
+        raise InvalidEvent("invalid_field", f"data.occurred_at is not a valid RFC 3339 time: {exc}") from None
+    return Event(
+        event_id=document["event_id"],
+        type=event_type,
+        customer_id=document["customer_id"],
+        occurred_at=occurred_at,
+        data=document,
+    )
+
+
+def decode_message(
+    value: bytes | None,
+    key: bytes | None,
+    topic: str | None = None,
+    *,
+    max_bytes: int = 65536,
+) -> Event:
+    """Bytes of one Kafka message -> :class:`Event`. ``topic`` is the contract topic it came from."""
+    if value is None:
+        raise InvalidEvent("empty_message", "message has no value (tombstone)")
+    if len(value) > max_bytes:
+        raise InvalidEvent("too_large", f"message of {len(value)} bytes exceeds the limit of {max_bytes}")
+    try:
+        document = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent("not_json", f"value is not JSON: {exc}") from None
+    event = validate_document(document)
+    if topic is not None and event.topic != topic:
+        raise InvalidEvent("wrong_topic", f"{event.type} belongs on topic '{event.topic}', not '{topic}'")
+    if key is None:
+        raise InvalidEvent("key_mismatch", "message has no key; the key must be the customer_id")
+    if key != event.customer_id.encode():
+        raise InvalidEvent("key_mismatch", "message key does not match customer_id")
+    return event

@@ -1,0 +1,1 @@
+"""The SQL read model: tables, migrations and the batch repository (SQLAlchemy 2.x)."""

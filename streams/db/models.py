@@ -1,0 +1,85 @@
+"""Read-model tables. Times are naive UTC on every dialect (SQLite has no zone-aware type)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, Numeric, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    customer_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    stage: Mapped[str | None] = mapped_column(String(16), index=True)
+    first_seen_at: Mapped[datetime | None] = mapped_column(DateTime)
+    stage_changed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    converted_at: Mapped[datetime | None] = mapped_column(DateTime)
+    first_lead_at: Mapped[datetime | None] = mapped_column(DateTime)
+    qualification: Mapped[str | None] = mapped_column(String(16))
+    qualification_at: Mapped[datetime | None] = mapped_column(DateTime)
+    qualification_event_id: Mapped[str | None] = mapped_column(String(128))
+    recent_csat: Mapped[list[list[object]]] = mapped_column(JSON, default=list)
+
+
+class Deal(Base):
+    __tablename__ = "deals"
+
+    deal_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    pipeline_stage: Mapped[str | None] = mapped_column(String(16))
+    pipeline_stage_at: Mapped[datetime | None] = mapped_column(DateTime)
+    amount: Mapped[float | None] = mapped_column(Numeric(20, 4, asdecimal=False))
+    currency: Mapped[str | None] = mapped_column(String(3))
+    owner: Mapped[str | None] = mapped_column(String(128), index=True)
+    opened_at: Mapped[datetime | None] = mapped_column(DateTime)
+    won_at: Mapped[datetime | None] = mapped_column(DateTime)
+    lost_at: Mapped[datetime | None] = mapped_column(DateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+
+    ticket_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    status_at: Mapped[datetime | None] = mapped_column(DateTime)
+    status_event_id: Mapped[str | None] = mapped_column(String(128))
+    channel: Mapped[str | None] = mapped_column(String(16))
+    priority: Mapped[str | None] = mapped_column(String(16))
+    opened_at: Mapped[datetime | None] = mapped_column(DateTime)
+    first_response_at: Mapped[datetime | None] = mapped_column(DateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime)
+    handling_seconds: Mapped[float | None] = mapped_column(Float)
+    contacts: Mapped[int | None] = mapped_column(Integer)
+    csat_score: Mapped[int | None] = mapped_column(Integer)
+    csat_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class StageTransition(Base):
+    __tablename__ = "stage_transitions"
+    __table_args__ = (Index("ix_stage_transitions_unpublished", "published"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    from_stage: Mapped[str | None] = mapped_column(String(16))
+    to_stage: Mapped[str] = mapped_column(String(16))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime)
+    event_id: Mapped[str] = mapped_column(String(128), unique=True)
+    # outbox flag: set once the transition is on the `lifecycle` topic
+    published: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ProcessedEvent(Base):
+    """The idempotency record: an event id here has had its effect, exactly once."""
+
+    __tablename__ = "processed_events"
+
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)

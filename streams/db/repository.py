@@ -1,0 +1,165 @@
+"""Loads the state a batch touches and writes it back in one transaction, with its dedup records.
+
+A batch costs a handful of statements whatever its size: one SELECT per table with ``IN (...)``, then
+bulk INSERTs for new rows and bulk UPDATEs by primary key for changed ones. All SQL goes through
+SQLAlchemy with bound parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.orm import Session
+
+from streams.db.models import Base, Customer, Deal, ProcessedEvent, StageTransition, Ticket
+from streams.domain.journey import CustomerState, DealState, Journeys, TicketState, Transition
+from streams.domain.stages import Stage
+
+# SQLite allows 32766 bound parameters; PostgreSQL 65535. Stay well below both.
+_IN_CHUNK = 5000
+
+State = TypeVar("State", CustomerState, DealState, TicketState)
+
+
+@dataclass(slots=True)
+class WorkingSet:
+    journeys: Journeys
+    seen_event_ids: set[str]
+    existing_customers: set[str]
+    existing_deals: set[str]
+    existing_tickets: set[str]
+
+
+def _chunks(values: Collection[str]) -> Iterator[list[str]]:
+    ordered = list(values)
+    for start in range(0, len(ordered), _IN_CHUNK):
+        yield ordered[start : start + _IN_CHUNK]
+
+
+def _row_to_state(row: Base, cls: type[State]) -> State:
+    return cls(**{f.name: getattr(row, f.name) for f in dataclasses.fields(cls)})
+
+
+def _state_to_row(state: CustomerState | DealState | TicketState) -> dict[str, Any]:
+    row = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+    if isinstance(state, CustomerState):
+        row["stage"] = state.stage.value if state.stage else None
+        row["recent_csat"] = [list(entry) for entry in state.recent_csat]
+    return row
+
+
+class Repository:
+    def __init__(self, engine: Engine, *, at_risk_threshold: float = 3.0) -> None:
+        self.engine = engine
+        self.at_risk_threshold = at_risk_threshold
+
+    def load(
+        self,
+        session: Session,
+        *,
+        event_ids: Collection[str],
+        customer_ids: Collection[str],
+        deal_ids: Collection[str],
+        ticket_ids: Collection[str],
+    ) -> WorkingSet:
+        seen: set[str] = set()
+        for chunk in _chunks(event_ids):
+            seen.update(session.scalars(select(ProcessedEvent.event_id).where(ProcessedEvent.event_id.in_(chunk))))
+        customers: dict[str, CustomerState] = {}
+        for chunk in _chunks(customer_ids):
+            for row in session.scalars(select(Customer).where(Customer.customer_id.in_(chunk))):
+                state = _row_to_state(row, CustomerState)
+                state.stage = Stage(row.stage) if row.stage else None
+                state.recent_csat = [(str(a), str(b), int(c)) for a, b, c in row.recent_csat or []]  # type: ignore[call-overload]
+                customers[state.customer_id] = state
+        deals: dict[str, DealState] = {}
+        # every deal of the batch's customers: the stage rule needs them all
+        for chunk in _chunks(customer_ids):
+            for row in session.scalars(select(Deal).where(Deal.customer_id.in_(chunk))):
+                deals[row.deal_id] = _row_to_state(row, DealState)
+        for chunk in _chunks(set(deal_ids) - deals.keys()):
+            for row in session.scalars(select(Deal).where(Deal.deal_id.in_(chunk))):
+                deals[row.deal_id] = _row_to_state(row, DealState)
+        tickets: dict[str, TicketState] = {}
+        for chunk in _chunks(ticket_ids):
+            for row in session.scalars(select(Ticket).where(Ticket.ticket_id.in_(chunk))):
+                tickets[row.ticket_id] = _row_to_state(row, TicketState)
+        journeys = Journeys(customers, deals, tickets, at_risk_threshold=self.at_risk_threshold)
+        return WorkingSet(journeys, seen, set(customers), set(deals), set(tickets))
+
+    def save(
+        self,
+        session: Session,
+        working: WorkingSet,
+        *,
+        processed_event_ids: Iterable[str],
+        transitions: Sequence[Transition],
+    ) -> None:
+        journeys = working.journeys
+        self._upsert(session, Customer, journeys.customers, journeys.changed_customers, working.existing_customers)
+        self._upsert(session, Deal, journeys.deals, journeys.changed_deals, working.existing_deals)
+        self._upsert(session, Ticket, journeys.tickets, journeys.changed_tickets, working.existing_tickets)
+        ids = [{"event_id": event_id} for event_id in processed_event_ids]
+        if ids:
+            session.execute(insert(ProcessedEvent), ids)
+        if transitions:
+            session.execute(
+                insert(StageTransition),
+                [
+                    {
+                        "customer_id": t.customer_id,
+                        "from_stage": t.from_stage.value if t.from_stage else None,
+                        "to_stage": t.to_stage.value,
+                        "occurred_at": t.occurred_at,
+                        "event_id": t.event_id,
+                        "published": False,
+                    }
+                    for t in transitions
+                ],
+            )
+
+    @staticmethod
+    def _upsert(
+        session: Session,
+        model: type[Base],
+        states: dict[str, Any],
+        changed: set[str],
+        existing: set[str],
+    ) -> None:
+        new_rows = [_state_to_row(states[key]) for key in changed if key not in existing]
+        old_rows = [_state_to_row(states[key]) for key in changed if key in existing]
+        if new_rows:
+            session.execute(insert(model), new_rows)
+        if old_rows:
+            session.execute(update(model), old_rows)
+
+    # --- outbox --------------------------------------------------------------------------------
+    def unpublished_transitions(self, limit: int = 10000) -> list[tuple[int, Transition]]:
+        with Session(self.engine) as session:
+            rows = session.scalars(
+                select(StageTransition).where(StageTransition.published.is_(False)).order_by(StageTransition.id).limit(limit)
+            )
+            return [
+                (
+                    row.id,
+                    Transition(
+                        row.customer_id,
+                        Stage(row.from_stage) if row.from_stage else None,
+                        Stage(row.to_stage),
+                        row.occurred_at,
+                        row.event_id,
+                    ),
+                )
+                for row in rows
+            ]
+
+    def mark_published(self, event_ids: Sequence[str]) -> None:
+        with Session(self.engine) as session, session.begin():
+            for chunk in _chunks(event_ids):
+                session.execute(
+                    update(StageTransition).where(StageTransition.event_id.in_(chunk)).values(published=True)
+                )

@@ -1,0 +1,239 @@
+"""Prometheus metrics: the public monitoring contract (names and labels are documented in the README).
+
+Counters and histograms are per worker process and count each event once, after its batch has
+committed. Gauges that describe state (customers by stage, open tickets, quota attainment) are read
+from the database at scrape time, so a restarted worker reports them right away.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from streams.db.models import Customer, Deal, Ticket
+from streams.domain.journey import UNKNOWN, Observation, Outcome
+from streams.domain.stages import Stage
+from streams.pipeline import INVALID_TYPE, BatchResult
+
+LEAD_CHANNELS = ("web", "referral", "event", "outbound", "partner", "other")
+TICKET_CHANNELS = ("phone", "email", "chat", "in_person", "web")
+PRIORITIES = ("low", "normal", "high", "urgent")
+OTHER_OWNER = "other"
+
+_MINUTE, _HOUR, _DAY = 60.0, 3600.0, 86400.0
+SALES_CYCLE_BUCKETS = tuple(d * _DAY for d in (1, 3, 7, 14, 30, 60, 90, 180, 365))
+HANDLING_BUCKETS = tuple(m * _MINUTE for m in (1, 2, 5, 10, 15, 30, 60, 120, 240))
+RESOLUTION_BUCKETS = tuple(h * _HOUR for h in (0.25, 0.5, 1, 2, 4, 8, 24, 48, 72, 168, 336))
+FIRST_RESPONSE_BUCKETS = tuple(m * _MINUTE for m in (1, 5, 15, 30, 60, 120, 240, 480, 1440))
+DELAY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
+
+
+class BoundedLabel:
+    """Keeps a label's cardinality bounded: the first ``limit`` values pass, later ones fold into 'other'."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._known: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str) -> str:
+        if value in self._known:
+            return value
+        with self._lock:
+            if len(self._known) < self.limit:
+                self._known.add(value)
+                return value
+        return OTHER_OWNER
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """Sales quotas per owner for the current period, from a JSON file (see README)."""
+
+    period: str  # "month" | "quarter" | "year"
+    currency: str
+    by_owner: dict[str, float]
+
+    @classmethod
+    def load(cls, path: Path) -> Quotas:
+        doc = json.loads(path.read_text())
+        period = doc.get("period", "month")
+        if period not in ("month", "quarter", "year"):
+            raise ValueError(f"quota period must be month, quarter or year, not {period!r}")
+        return cls(period, doc["currency"], {str(k): float(v) for k, v in doc["quotas"].items()})
+
+    def period_start(self, now: datetime) -> datetime:
+        month = {"month": now.month, "quarter": 3 * ((now.month - 1) // 3) + 1, "year": 1}[self.period]
+        return datetime(now.year, month, 1)
+
+
+class LifecycleMetrics:
+    def __init__(self, registry: CollectorRegistry, *, max_owner_labels: int = 100) -> None:
+        self.owner = BoundedLabel(max_owner_labels)
+        c, h = self._counter_factory(registry), self._histogram_factory(registry)
+        # sales
+        self.leads = c("lifecycle_leads", "Leads created, by channel.", ["channel"])
+        self.leads_qualified = c("lifecycle_leads_qualified", "Lead qualification decisions: qualified.")
+        self.leads_disqualified = c("lifecycle_leads_disqualified", "Lead qualification decisions: disqualified.")
+        self.deals_opened = c("lifecycle_deals_opened", "Deals opened.")
+        self.deals_won = c("lifecycle_deals_won", "Deals won (each deal once), by owner.", ["owner"])
+        self.deals_lost = c("lifecycle_deals_lost", "Deals lost (each deal once).")
+        self.revenue_won = c("lifecycle_revenue_won", "Won deal amounts, in the deal's currency.", ["currency", "owner"])
+        self.conversions = c("lifecycle_conversions", "Customers moved from acquisition into service (once each).")
+        self.sales_cycle = h(
+            "lifecycle_sales_cycle_seconds", "First lead.created to first deal.won.", [], SALES_CYCLE_BUCKETS
+        )
+        # service
+        self.tickets_opened = c("lifecycle_tickets_opened", "Tickets opened.", ["channel", "priority"])
+        self.tickets_resolved = c("lifecycle_tickets_resolved", "Ticket resolutions.", ["channel"])
+        self.tickets_fcr = c(
+            "lifecycle_tickets_first_contact_resolved", "Resolutions with contacts == 1.", ["channel"]
+        )
+        self.tickets_reopened = c("lifecycle_tickets_reopened", "Tickets reopened.", ["channel"])
+        self.handling = h(
+            "lifecycle_ticket_handling_seconds", "Agent handling time per resolution.", ["channel"], HANDLING_BUCKETS
+        )
+        self.resolution = h(
+            "lifecycle_ticket_resolution_seconds",
+            "Opened to resolved.",
+            ["channel", "priority"],
+            RESOLUTION_BUCKETS,
+        )
+        self.first_response = h(
+            "lifecycle_ticket_first_response_seconds",
+            "Opened to first agent response.",
+            ["channel"],
+            FIRST_RESPONSE_BUCKETS,
+        )
+        self.csat = c("lifecycle_csat_responses", "CSAT responses by score (1-5) and ticket channel.", ["score", "channel"])
+        # lifecycle and pipeline
+        self.transitions = c(
+            "lifecycle_stage_transitions", "Stage changes; from_stage 'none' is a new customer.", ["from_stage", "to_stage"]
+        )
+        self.events = c("lifecycle_events", "Messages consumed, by outcome.", ["topic", "type", "outcome"])
+        self.event_delay = h(
+            "lifecycle_event_delay_seconds", "Processed time minus occurred_at.", [], DELAY_BUCKETS
+        )
+        self._route: dict[str, Callable[[Observation], None]] = {
+            "lead_created": lambda o: self.leads.labels(*o.labels).inc(),
+            "lead_qualified": lambda o: self.leads_qualified.inc(),
+            "lead_disqualified": lambda o: self.leads_disqualified.inc(),
+            "deal_opened": lambda o: self.deals_opened.inc(),
+            "deal_won": lambda o: self.deals_won.labels(self.owner(o.labels[0])).inc(),
+            "deal_lost": lambda o: self.deals_lost.inc(),
+            "revenue_won": lambda o: self.revenue_won.labels(o.labels[0], self.owner(o.labels[1])).inc(o.value),
+            "conversion": lambda o: self.conversions.inc(),
+            "sales_cycle": lambda o: self.sales_cycle.observe(o.value),
+            "ticket_opened": lambda o: self.tickets_opened.labels(*o.labels).inc(),
+            "ticket_resolved": lambda o: self.tickets_resolved.labels(*o.labels).inc(),
+            "ticket_first_contact_resolved": lambda o: self.tickets_fcr.labels(*o.labels).inc(),
+            "ticket_reopened": lambda o: self.tickets_reopened.labels(*o.labels).inc(),
+            "ticket_handling": lambda o: self.handling.labels(*o.labels).observe(o.value),
+            "ticket_resolution": lambda o: self.resolution.labels(*o.labels).observe(o.value),
+            "ticket_first_response": lambda o: self.first_response.labels(*o.labels).observe(o.value),
+            "csat": lambda o: self.csat.labels(*o.labels).inc(),
+            "stage_transition": lambda o: self.transitions.labels(*o.labels).inc(),
+            "event_delay": lambda o: self.event_delay.observe(o.value),
+        }
+
+    @staticmethod
+    def _counter_factory(registry: CollectorRegistry) -> Callable[..., Counter]:
+        def make(name: str, doc: str, labels: Iterable[str] = ()) -> Counter:
+            return Counter(name, doc, list(labels), registry=registry)
+
+        return make
+
+    @staticmethod
+    def _histogram_factory(registry: CollectorRegistry) -> Callable[..., Histogram]:
+        def make(name: str, doc: str, labels: Iterable[str], buckets: tuple[float, ...]) -> Histogram:
+            return Histogram(name, doc, list(labels), buckets=buckets, registry=registry)
+
+        return make
+
+    def create_known_children(self, topics: Iterable[str], event_types: Iterable[str]) -> None:
+        """Every known label combination exists from start-up at 0: a ratio over a missing series is empty."""
+        channels = (*TICKET_CHANNELS, UNKNOWN)
+        for channel in LEAD_CHANNELS:
+            self.leads.labels(channel)
+        for channel in channels:
+            for child in (self.tickets_resolved, self.tickets_fcr, self.tickets_reopened, self.handling, self.first_response):
+                child.labels(channel)
+            for priority in (*PRIORITIES, UNKNOWN):
+                self.resolution.labels(channel, priority)
+                if channel != UNKNOWN and priority != UNKNOWN:
+                    self.tickets_opened.labels(channel, priority)
+            for score in range(1, 6):
+                self.csat.labels(str(score), channel)
+        stages = [s.value for s in Stage]
+        for to_stage in stages:
+            for from_stage in ("none", *stages):
+                if from_stage != to_stage:
+                    self.transitions.labels(from_stage, to_stage)
+        types = list(event_types)
+        for topic in topics:
+            for event_type in (*types, INVALID_TYPE):
+                for outcome in Outcome:
+                    self.events.labels(topic, event_type, outcome.value)
+
+    def record(self, result: BatchResult) -> None:
+        for observation in result.observations:
+            self._route[observation.name](observation)
+        for topic, event_type, outcome in result.outcomes:
+            self.events.labels(topic, event_type, outcome.value).inc()
+
+
+class ReadModelCollector(Collector):
+    """State gauges read from the database at scrape time (global state: aggregate with max, not sum)."""
+
+    def __init__(self, engine: Engine, quotas: Quotas | None = None, owner: BoundedLabel | None = None) -> None:
+        self.engine = engine
+        self.quotas = quotas
+        self.owner = owner or BoundedLabel(100)
+
+    def collect(self) -> Iterator[Metric]:
+        customers = GaugeMetricFamily("lifecycle_customers", "Customers by current lifecycle stage.", labels=["stage"])
+        open_tickets = GaugeMetricFamily("lifecycle_tickets_open", "Tickets currently open.", labels=["channel"])
+        quota = GaugeMetricFamily(
+            "lifecycle_quota_attainment_ratio",
+            "Won revenue in the current quota period / the owner's quota.",
+            labels=["owner"],
+        )
+        with Session(self.engine) as session:
+            by_stage = dict(session.execute(select(Customer.stage, func.count()).group_by(Customer.stage)).tuples().all())
+            by_channel = dict(
+                session.execute(
+                    select(Ticket.channel, func.count()).where(Ticket.status == "open").group_by(Ticket.channel)
+                ).tuples().all()
+            )
+            won: dict[str, float] = {}
+            if self.quotas is not None:
+                start = self.quotas.period_start(datetime.now(UTC).replace(tzinfo=None))
+                won = {
+                    str(owner): float(total or 0)
+                    for owner, total in session.execute(
+                        select(Deal.owner, func.sum(Deal.amount))
+                        .where(Deal.status == "won", Deal.won_at >= start, Deal.currency == self.quotas.currency)
+                        .group_by(Deal.owner)
+                    ).tuples()
+                }
+        for stage in Stage:
+            customers.add_metric([stage.value], by_stage.get(stage.value, 0))
+        for channel in (*TICKET_CHANNELS, UNKNOWN):
+            open_tickets.add_metric([channel], by_channel.get(None if channel == UNKNOWN else channel, 0))
+        if self.quotas is not None:
+            for owner, target in self.quotas.by_owner.items():
+                if target > 0:
+                    quota.add_metric([self.owner(owner)], won.get(owner, 0.0) / target)
+        yield customers
+        yield open_tickets
+        yield quota

@@ -1,0 +1,125 @@
+"""The application service: one batch of Kafka messages in, one database transaction out.
+
+Blocking (SQLAlchemy), so the agent runs it in a thread. It is also what `lifecycle rebuild` and the
+tests call directly. A batch either commits whole (state, dedup records, outbox transitions) or not
+at all; the caller retries it, and the dedup records make the retry exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session
+
+from streams.contract import Event, InvalidEvent, decode_message
+from streams.db.repository import Repository
+from streams.domain.journey import Applied, ConflictingEvent, Observation, Outcome, Transition
+
+INVALID_TYPE = "invalid"
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    message: RawMessage
+    error_class: str
+    reason: str
+
+
+@dataclass(slots=True)
+class BatchResult:
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)
+    observations: list[Observation] = field(default_factory=list)
+    # (topic, event type, outcome) per message, for lifecycle_events_total
+    outcomes: list[tuple[str, str, Outcome]] = field(default_factory=list)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        repository: Repository,
+        source_topics: Mapping[str, str],
+        *,
+        max_message_bytes: int = 65536,
+    ) -> None:
+        self.repository = repository
+        # configured topic name -> contract topic name
+        self.contract_topic = {configured: contract for contract, configured in source_topics.items()}
+        self.max_message_bytes = max_message_bytes
+
+    def process(self, messages: Sequence[RawMessage]) -> BatchResult:
+        result = BatchResult()
+        valid: list[tuple[RawMessage, Event]] = []
+        batch_ids: set[str] = set()
+        for message in messages:
+            try:
+                event = decode_message(
+                    message.value,
+                    message.key,
+                    self.contract_topic.get(message.topic, message.topic),
+                    max_bytes=self.max_message_bytes,
+                )
+            except InvalidEvent as exc:
+                self._dead_letter(result, message, exc.error_class, exc.reason)
+                continue
+            if event.event_id in batch_ids:
+                result.outcomes.append((message.topic, event.type, Outcome.DUPLICATE))
+                continue
+            batch_ids.add(event.event_id)
+            valid.append((message, event))
+        if valid:
+            self._apply(valid, result)
+        return result
+
+    def _apply(self, valid: list[tuple[RawMessage, Event]], result: BatchResult) -> None:
+        processed_ids: list[str] = []
+        now = datetime.now(UTC).replace(tzinfo=None)
+        with Session(self.repository.engine) as session, session.begin():
+            working = self.repository.load(
+                session,
+                event_ids=[event.event_id for _, event in valid],
+                customer_ids={event.customer_id for _, event in valid},
+                deal_ids={event.data["deal_id"] for _, event in valid if "deal_id" in event.data},
+                ticket_ids={event.data["ticket_id"] for _, event in valid if "ticket_id" in event.data},
+            )
+            for message, event in valid:
+                if event.event_id in working.seen_event_ids:
+                    result.outcomes.append((message.topic, event.type, Outcome.DUPLICATE))
+                    continue
+                try:
+                    applied: Applied = working.journeys.apply(event)
+                except ConflictingEvent as exc:
+                    self._dead_letter(result, message, "conflict", str(exc), event.type)
+                    continue
+                result.outcomes.append((message.topic, event.type, applied.outcome))
+                if applied.outcome is Outcome.PROCESSED:
+                    processed_ids.append(event.event_id)
+                    result.observations.extend(applied.observations)
+                    result.observations.append(
+                        Observation("event_delay", (), max(0.0, (now - event.occurred_at).total_seconds()))
+                    )
+                    if applied.transition is not None:
+                        result.transitions.append(applied.transition)
+                else:
+                    # a repeated fact under a new event id: remember the id so a replay is a duplicate too
+                    processed_ids.append(event.event_id)
+            self.repository.save(session, working, processed_event_ids=processed_ids, transitions=result.transitions)
+
+    @staticmethod
+    def _dead_letter(
+        result: BatchResult, message: RawMessage, error_class: str, reason: str, event_type: str = INVALID_TYPE
+    ) -> None:
+        result.dead_letters.append(DeadLetter(message, error_class, reason))
+        result.outcomes.append((message.topic, event_type, Outcome.DEAD_LETTERED))

@@ -1,0 +1,102 @@
+"""Settings, bound to environment variables (prefix ``LIFECYCLE_``) and frozen once read.
+
+Everything that talks to Kafka reads :attr:`Settings.kafka_bootstrap_servers`
+(``KAFKA_BOOTSTRAP_SERVERS``). Secrets are :class:`~pydantic.SecretStr` so they never appear in
+``repr()`` or logs; they can also come from files (``LIFECYCLE_SECRETS_DIR``, one file per field).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="LIFECYCLE_",
+        frozen=True,
+        extra="ignore",
+        secrets_dir=os.environ.get("LIFECYCLE_SECRETS_DIR") or None,
+    )
+
+    data_dir: Path = Field(Path("data"), description="Local state: SQLite file, local broker's log dirs.")
+
+    # --- Kafka ---------------------------------------------------------------------------------
+    kafka_bootstrap_servers: str | None = Field(
+        None,
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "LIFECYCLE_KAFKA_BOOTSTRAP_SERVERS"),
+        description="host:port[,host:port]. Unset: the local broker (`lifecycle broker`) on 127.0.0.1:9092.",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+
+    topic_leads: str = "leads"
+    topic_deals: str = "deals"
+    topic_tickets: str = "tickets"
+    topic_lifecycle: str = "lifecycle"
+    topic_dlq: str = "lifecycle-dlq"
+    topic_partitions: int = Field(4, ge=1, description="Partitions of the topics the worker creates.")
+    app_id: str = Field("customer-lifecycle", description="Faust app id = Kafka consumer group.")
+
+    # --- Processing ----------------------------------------------------------------------------
+    batch_max: int = Field(2000, ge=1, description="Events per database transaction, at most.")
+    batch_within: float = Field(0.05, gt=0, description="Seconds to wait for a batch to fill.")
+    at_risk_csat_threshold: float = Field(3.0, description="Mean of the last 3 CSAT scores below it: at_risk.")
+    max_message_bytes: int = Field(65536, ge=1024, description="Larger messages are dead-lettered.")
+
+    # --- Storage -------------------------------------------------------------------------------
+    database_url: SecretStr | None = Field(
+        None, description="SQLAlchemy URL. Unset: SQLite file <data_dir>/lifecycle.db."
+    )
+    db_retry_max_seconds: float = Field(30.0, gt=0, description="Cap of the back-off while the database is down.")
+
+    # --- Metrics and HTTP ----------------------------------------------------------------------
+    web_host: str = Field("127.0.0.1", description="Bind address of /metrics and the customer API.")
+    web_port: int = Field(6066, ge=0, le=65535)
+    max_owner_labels: int = Field(100, ge=1, description="Distinct `owner` label values before 'other'.")
+    quota_file: Path | None = Field(None, description="JSON file with sales quotas per owner and period.")
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @cached_property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap_servers or DEFAULT_BOOTSTRAP
+
+    @cached_property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(self.data_dir / 'lifecycle.db').resolve()}"
+
+    @property
+    def source_topics(self) -> dict[str, str]:
+        """Contract topic name -> configured topic name."""
+        return {"leads": self.topic_leads, "deals": self.topic_deals, "tickets": self.topic_tickets}
+
+    def kafka_python_security(self) -> dict[str, object]:
+        """Connection options for kafka-python clients (publisher, admin, DLQ tools)."""
+        options: dict[str, object] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_sasl_mechanism:
+            options["sasl_mechanism"] = self.kafka_sasl_mechanism
+            options["sasl_plain_username"] = self.kafka_sasl_username
+            if self.kafka_sasl_password is not None:
+                options["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ssl_cafile:
+            options["ssl_cafile"] = str(self.kafka_ssl_cafile)
+        if self.kafka_ssl_certfile:
+            options["ssl_certfile"] = str(self.kafka_ssl_certfile)
+        if self.kafka_ssl_keyfile:
+            options["ssl_keyfile"] = str(self.kafka_ssl_keyfile)
+        return options
