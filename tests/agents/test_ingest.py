@@ -1,0 +1,73 @@
+"""The ingest agent without a broker: Faust's ``agent.test_context()`` feeds it messages."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from agents.ingest import register_ingest
+from streams.batches import BatchHandler
+from streams.db.engine import make_engine
+from streams.db.migrations import upgrade
+from streams.db.models import Customer
+from streams.db.repository import Repository
+from streams.metrics import LifecycleMetrics
+from streams.pipeline import Pipeline
+from tests.support import event
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def __call__(self, *, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
+        self.sent.append({"key": key, "value": value, "headers": dict(headers)})
+
+
+@pytest.fixture
+def app() -> Iterator[faust.App]:
+    yield faust.App("test-ingest", key_serializer="raw", value_serializer="raw", store="memory://")
+
+
+def test_agent_hands_batches_to_the_handler_and_never_dies_on_input(app: faust.App, tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'agent.db'}")
+    upgrade(engine)
+    repository = Repository(engine)
+    topics = {"leads": "leads", "deals": "deals", "tickets": "tickets"}
+    dead, transitions = Recorder(), Recorder()
+    handler = BatchHandler(
+        Pipeline(repository, topics),
+        repository,
+        LifecycleMetrics(CollectorRegistry()),
+        send_dead_letter=dead,
+        send_transition=transitions,
+    )
+    source = app.topic("leads", key_serializer="raw", value_serializer="raw")
+    agent = register_ingest(app, source, handler, batch_max=10, batch_within=0.01)
+
+    async def scenario() -> None:
+        async with agent.test_context() as test_agent:
+            await test_agent.put(b"{broken", key=b"c-9")
+            await test_agent.put(orjson.dumps(event("lead.created", customer_id="c-1")), key=b"c-1")
+            await test_agent.put(orjson.dumps(event("deal.won", customer_id="c-1")), key=b"c-1")  # wrong topic
+            for _ in range(500):
+                if len(test_agent.results) == 3:
+                    break
+                await asyncio.sleep(0.01)
+            assert len(test_agent.results) == 3
+
+    asyncio.run(scenario())
+    assert [d["headers"]["lifecycle.errors.class"] for d in dead.sent] == [b"not_json", b"wrong_topic"]
+    assert dead.sent[0]["value"] == b"{broken"  # original bytes, untouched
+    assert [orjson.loads(t["value"])["to"] for t in transitions.sent] == ["lead"]
+    with Session(engine) as session:
+        assert session.scalars(select(Customer.stage)).all() == ["lead"]

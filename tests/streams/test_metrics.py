@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+from prometheus_client import CollectorRegistry, generate_latest
+
+from streams.contract import EVENT_TOPICS
+from streams.db.engine import make_engine
+from streams.db.migrations import upgrade
+from streams.db.repository import Repository
+from streams.metrics import OTHER_OWNER, BoundedLabel, LifecycleMetrics, Quotas, ReadModelCollector
+from streams.pipeline import Pipeline, RawMessage
+from tests.support import event, metric_value
+
+TOPICS = {"leads": "leads", "deals": "deals", "tickets": "tickets"}
+
+
+def test_known_label_children_exist_at_zero_from_start_up() -> None:
+    registry = CollectorRegistry()
+    LifecycleMetrics(registry).create_known_children(TOPICS.values(), EVENT_TOPICS)
+    text = generate_latest(registry).decode()
+    assert 'lifecycle_csat_responses_total{channel="chat",score="1"} 0.0' in text
+    assert 'lifecycle_leads_total{channel="partner"} 0.0' in text
+    assert 'lifecycle_events_total{outcome="dead_lettered",topic="tickets",type="invalid"} 0.0' in text
+
+
+def test_owner_label_is_bounded() -> None:
+    label = BoundedLabel(3)
+    assert [label(f"rep-{i}") for i in range(5)] == ["rep-0", "rep-1", "rep-2", OTHER_OWNER, OTHER_OWNER]
+    assert label("rep-1") == "rep-1"
+
+
+def test_counters_follow_a_processed_batch_and_ignore_duplicates(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    upgrade(engine)
+    pipeline = Pipeline(Repository(engine), TOPICS)
+    registry = CollectorRegistry()
+    metrics = LifecycleMetrics(registry, max_owner_labels=1)
+    docs = [
+        event("lead.created", channel="referral"),
+        event("deal.won", owner="ana", amount=100),
+        event("deal.won", deal_id="d-2", owner="bob", amount=50),
+        event("ticket.opened", channel="chat"),
+        event("csat.submitted", score=4),
+    ]
+    messages = [RawMessage(EVENT_TOPICS[d["type"]], 0, i, b"c-1", orjson.dumps(d)) for i, d in enumerate(docs)]
+    metrics.record(pipeline.process(messages))
+    metrics.record(pipeline.process(messages))  # redelivery: all duplicates
+    text = generate_latest(registry).decode()
+    assert metric_value(text, "lifecycle_leads_total", channel="referral") == 1
+    assert metric_value(text, "lifecycle_deals_won_total", owner="ana") == 1
+    assert metric_value(text, "lifecycle_deals_won_total", owner=OTHER_OWNER) == 1
+    assert metric_value(text, "lifecycle_revenue_won_total", currency="EUR") == 150
+    assert metric_value(text, "lifecycle_conversions_total") == 1
+    assert metric_value(text, "lifecycle_csat_responses_total", score="4", channel="chat") == 1
+    assert metric_value(text, "lifecycle_events_total", outcome="duplicate") == 5
+    assert metric_value(text, "lifecycle_events_total", outcome="processed") == 5
+
+
+def test_state_gauges_come_from_the_database(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'g.db'}")
+    upgrade(engine)
+    pipeline = Pipeline(Repository(engine), TOPICS)
+    now = datetime.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+    docs = [
+        event("deal.won", owner="ana", amount=250, at=now),
+        event("ticket.opened", channel="phone", at=now),
+        event("lead.created", customer_id="c-2"),
+    ]
+    pipeline.process([RawMessage(EVENT_TOPICS[d["type"]], 0, i, d["customer_id"].encode(), orjson.dumps(d)) for i, d in enumerate(docs)])
+    quota_file = tmp_path / "quotas.json"
+    quota_file.write_text(json.dumps({"period": "year", "currency": "EUR", "quotas": {"ana": 1000, "bob": 500}}))
+    registry = CollectorRegistry()
+    registry.register(ReadModelCollector(engine, Quotas.load(quota_file)))
+    text = generate_latest(registry).decode()
+    assert metric_value(text, "lifecycle_customers", stage="customer") == 1
+    assert metric_value(text, "lifecycle_customers", stage="lead") == 1
+    assert metric_value(text, "lifecycle_customers", stage="at_risk") == 0
+    assert metric_value(text, "lifecycle_tickets_open", channel="phone") == 1
+    assert metric_value(text, "lifecycle_quota_attainment_ratio", owner="ana") == 0.25
+    assert metric_value(text, "lifecycle_quota_attainment_ratio", owner="bob") == 0

@@ -1,0 +1,95 @@
+"""The batch pipeline on SQLite and on a real PostgreSQL, without Kafka."""
+
+from __future__ import annotations
+
+import random
+
+import orjson
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from streams.contract import EVENT_TOPICS
+from streams.db.engine import make_engine
+from streams.db.migrations import current_version, upgrade
+from streams.db.models import Customer, Deal, ProcessedEvent, StageTransition, Ticket
+from streams.db.repository import Repository
+from streams.domain.journey import Outcome
+from streams.pipeline import Pipeline, RawMessage
+from streams.queries import service_summary, stage_counts
+from streams.simulator import simulate
+from tests.support import event
+
+TOPICS = {"leads": "leads", "deals": "deals", "tickets": "tickets"}
+
+
+def messages_for(events: list[dict[str, object]]) -> list[RawMessage]:
+    return [
+        RawMessage(EVENT_TOPICS[str(e["type"])], 0, i, str(e["customer_id"]).encode(), orjson.dumps(e))
+        for i, e in enumerate(events)
+    ]
+
+
+def table_snapshot(engine: object) -> dict[str, list[tuple[object, ...]]]:
+    with Session(engine) as session:  # type: ignore[arg-type]
+        return {
+            "customers": session.execute(select(Customer.customer_id, Customer.stage, Customer.converted_at).order_by(Customer.customer_id)).all(),
+            "deals": session.execute(select(Deal.deal_id, Deal.status, Deal.amount).order_by(Deal.deal_id)).all(),
+            "tickets": session.execute(select(Ticket.ticket_id, Ticket.status, Ticket.csat_score).order_by(Ticket.ticket_id)).all(),
+        }
+
+
+def test_migrations_are_repeatable(database_url: str) -> None:
+    engine = make_engine(database_url)
+    assert upgrade(engine) == [1]
+    assert upgrade(engine) == []
+    assert current_version(engine) == 1
+
+
+def test_shuffled_and_duplicated_stream_gives_the_expected_outcome(database_url: str) -> None:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    pipeline = Pipeline(Repository(engine), TOPICS)
+    simulation = simulate(1500, seed=11)
+    messages = messages_for(simulation.events)
+    random.Random(7).shuffle(messages)
+    for start in range(0, len(messages), 700):
+        assert not pipeline.process(messages[start : start + 700]).dead_letters
+    expected = simulation.expected
+    assert stage_counts(engine) == {k: v for k, v in expected.stages.items() if v}
+    summary = service_summary(engine)
+    assert summary["won_revenue"] == pytest.approx(sum(expected.revenue_won.values()))
+    assert summary["open_tickets"] == expected.tickets_open
+    before = table_snapshot(engine)
+
+    # the whole stream again, reshuffled: every message is a duplicate, nothing changes
+    random.Random(8).shuffle(messages)
+    outcomes = [o for s in range(0, len(messages), 900) for o in pipeline.process(messages[s : s + 900]).outcomes]
+    assert {o[2] for o in outcomes} == {Outcome.DUPLICATE}
+    assert table_snapshot(engine) == before
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(ProcessedEvent)) == len(messages)
+
+
+def test_transitions_are_recorded_for_the_outbox(database_url: str) -> None:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    repository = Repository(engine)
+    pipeline = Pipeline(repository, TOPICS)
+    result = pipeline.process(messages_for([event("lead.created"), event("deal.opened"), event("deal.won")]))
+    assert [(t.from_stage, t.to_stage) for t in result.transitions] == [(None, "lead"), ("lead", "opportunity"), ("opportunity", "customer")]
+    assert [t.event_id for _, t in repository.unpublished_transitions()] == [t.event_id for t in result.transitions]
+    repository.mark_published([t.event_id for t in result.transitions])
+    assert repository.unpublished_transitions() == []
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(StageTransition)) == 3
+
+
+def test_conflicting_owner_goes_to_the_dead_letters(database_url: str) -> None:
+    engine = make_engine(database_url)
+    upgrade(engine)
+    pipeline = Pipeline(Repository(engine), TOPICS)
+    pipeline.process(messages_for([event("deal.opened", customer_id="c-1")]))
+    result = pipeline.process(messages_for([event("deal.won", customer_id="c-2"), event("lead.created", customer_id="c-3")]))
+    assert [(d.error_class, d.reason) for d in result.dead_letters] == [("conflict", "deal_id 'd-1' belongs to another customer")]
+    assert stage_counts(engine) == {"opportunity": 1, "lead": 1}
