@@ -64,6 +64,7 @@ def _broker_credentials(settings: Settings) -> Any:
 def build(settings: Settings | None = None, *, registry: CollectorRegistry | None = None) -> Lifecycle:
     settings = settings or Settings()
     registry = registry if registry is not None else CollectorRegistry()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.sqlalchemy_url)
     app = faust.App(
         settings.app_id,

@@ -59,6 +59,18 @@ def wait_for(condition: Callable[[], T], *, timeout: float = 60.0, what: str = "
     return last
 
 
+def wait_for_value(fetch: Callable[[], T], accept: Callable[[T], bool], *, timeout: float = 60.0, what: str = "value") -> T:
+    """Fetch until ``accept(value)``; returns the accepted value."""
+    box: list[T] = []
+
+    def accepted() -> bool:
+        box[:] = [fetch()]
+        return accept(box[0])
+
+    wait_for(accepted, timeout=timeout, what=what)
+    return box[0]
+
+
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
