@@ -23,7 +23,7 @@ def register_ingest(
     @app.agent(source, name="lifecycle-ingest", concurrency=1)
     async def ingest(stream: faust.StreamT[bytes]) -> Any:
         """Batches, not events: one database transaction per batch is what makes the pipeline fast."""
-        async for events in stream.take_events(batch_max, within=batch_within):
+        async for events in stream.take_events(batch_max, within=batch_within):  # type: ignore[attr-defined]
             yield await handler.handle(events)
 
     return ingest

@@ -47,7 +47,9 @@ def _broker_credentials(settings: Settings) -> Any:
     protocol = settings.kafka_security_protocol
     context = None
     if protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None)
+        context = ssl.create_default_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        )
         if settings.kafka_ssl_certfile:
             context.load_cert_chain(str(settings.kafka_ssl_certfile), str(settings.kafka_ssl_keyfile or "") or None)
     if settings.kafka_sasl_mechanism:
@@ -91,6 +93,8 @@ def build(settings: Settings | None = None, *, registry: CollectorRegistry | Non
     metrics = LifecycleMetrics(registry, max_owner_labels=settings.max_owner_labels)
     metrics.create_known_children(settings.source_topics.values(), EVENT_TOPICS)
     quotas = Quotas.load(settings.quota_file) if settings.quota_file else None
+    if quotas is not None:
+        metrics.create_owner_children(quotas.by_owner, quotas.currency)
     registry.register(ReadModelCollector(engine, quotas, metrics.owner))
 
     repository = Repository(engine, at_risk_threshold=settings.at_risk_csat_threshold)
@@ -117,7 +121,7 @@ def build(settings: Settings | None = None, *, registry: CollectorRegistry | Non
     lifecycle = Lifecycle(settings, app, engine, registry, metrics, handler, ingest)
     _register_web(lifecycle)
 
-    @app.task
+    @app.task  # type: ignore[untyped-decorator]
     async def _publish_outbox() -> None:
         count = await handler.publish_outbox()
         if count:

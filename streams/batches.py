@@ -28,7 +28,9 @@ T = TypeVar("T")
 class Send(Protocol):
     """Sends one message and returns an awaitable that resolves once Kafka has it."""
 
-    def __call__(self, *, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> Awaitable[Any]: ...
+    def __call__(
+        self, *, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> Awaitable[Any]: ...
 
 
 def transition_message(transition: Transition) -> bytes:
@@ -83,7 +85,9 @@ class BatchHandler:
         return result
 
     async def handle_messages(self, messages: Sequence[RawMessage]) -> BatchResult:
-        result = await self._retry("write batch to the database", lambda: asyncio.to_thread(self.pipeline.process, messages))
+        result = await self._retry(
+            "write batch to the database", lambda: asyncio.to_thread(self.pipeline.process, messages)
+        )
         await self._retry("publish dead letters", lambda: self._publish_dead_letters(result.dead_letters))
         await self.publish_transitions(result.transitions)
         self.metrics.record(result)
@@ -104,7 +108,8 @@ class BatchHandler:
 
     async def _publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         waits = [
-            self.send_dead_letter(key=d.message.key, value=d.message.value, headers=dead_letter_headers(d)) for d in letters
+            self.send_dead_letter(key=d.message.key, value=d.message.value, headers=dead_letter_headers(d))
+            for d in letters
         ]
         for letter in letters:
             log.warning(
@@ -127,7 +132,7 @@ class BatchHandler:
         while True:
             try:
                 return await attempt()
-            except Exception as exc:  # noqa: BLE001 - any infrastructure error is retried
+            except Exception as exc:
                 log.error("%s failed (%s: %s); retrying in %.1fs", what, type(exc).__name__, str(exc)[:300], delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_seconds)

@@ -140,7 +140,9 @@ class LocalKafka:
         if (self.data_dir / "logs" / "meta.properties").exists():
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        command = self._java_command("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), "--standalone")
+        command = self._java_command(
+            "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), "--standalone"
+        )
         completed = subprocess.run(command, capture_output=True, text=True, check=False)
         if completed.returncode != 0:
             raise BrokerError(f"kafka storage format failed:\n{completed.stdout[-3000:]}{completed.stderr[-3000:]}")
@@ -161,7 +163,9 @@ class LocalKafka:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise BrokerError(f"Kafka exited with {self.process.returncode}; see {self.log_file}:\n{self._log_tail()}")
+                raise BrokerError(
+                    f"Kafka exited with {self.process.returncode}; see {self.log_file}:\n{self._log_tail()}"
+                )
             with self.log_file.open("rb") as source:
                 source.seek(offset)
                 if READY_LINE.encode() in source.read():

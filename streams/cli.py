@@ -214,7 +214,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     children: list[subprocess.Popen[bytes]] = []
     try:
         with log_path.open("ab") as worker_log:
-            children.append(subprocess.Popen([*lifecycle, "worker"], env=env, stdout=worker_log, stderr=subprocess.STDOUT))
+            children.append(
+                subprocess.Popen([*lifecycle, "worker"], env=env, stdout=worker_log, stderr=subprocess.STDOUT)
+            )
             simulate = [*lifecycle, "simulate", "--customers", str(args.customers), "--rate", str(args.rate),
                         "--seed", str(args.seed), "--csat-dip", str(args.csat_dip)]  # fmt: skip
             children.append(subprocess.Popen(simulate, env=env, stdout=worker_log, stderr=subprocess.STDOUT))
@@ -247,9 +249,9 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("fetch-kafka", help="download the Kafka jars with Maven (done on demand)").set_defaults(
         func=cmd_fetch_kafka
     )
-    commands.add_parser("worker", help="run the Faust worker (consumes, writes the read model, serves /metrics)").set_defaults(
-        func=cmd_worker
-    )
+    commands.add_parser(
+        "worker", help="run the Faust worker (consumes, writes the read model, serves /metrics)"
+    ).set_defaults(func=cmd_worker)
     db = commands.add_parser("db", help="database schema")
     db.add_argument("action", choices=["upgrade"])
     db.set_defaults(func=cmd_db_upgrade)

@@ -89,7 +89,9 @@ def read_dead_letters(settings: Settings) -> Iterator[StoredDeadLetter]:
         **settings.kafka_python_security(),
     )
     try:
-        partitions = [TopicPartition(settings.topic_dlq, p) for p in consumer.partitions_for_topic(settings.topic_dlq) or ()]
+        partitions = [
+            TopicPartition(settings.topic_dlq, p) for p in consumer.partitions_for_topic(settings.topic_dlq) or ()
+        ]
         if not partitions:
             return
         consumer.assign(partitions)

@@ -7,6 +7,7 @@ land on the same worker.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -48,10 +49,8 @@ def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> lis
         existing = set(admin.list_topics())
         missing = [name for name in wanted if name not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
                 admin.create_topics([NewTopic(name, settings.topic_partitions, 1) for name in missing])
-            except TopicAlreadyExistsError:
-                pass  # another worker won the race
             log.info("created topics %s", missing)
         return missing
     finally:

@@ -50,7 +50,7 @@ def live_view(
     while True:
         try:
             text = render(settings)
-        except Exception as exc:  # noqa: BLE001 - the worker may not have created the schema yet
+        except Exception as exc:
             text = f"waiting for the read model ({type(exc).__name__})"
         print(clear + text, flush=True)
         if once or (until is not None and until()):

@@ -88,7 +88,9 @@ class LifecycleMetrics:
         self.deals_opened = c("lifecycle_deals_opened", "Deals opened.")
         self.deals_won = c("lifecycle_deals_won", "Deals won (each deal once), by owner.", ["owner"])
         self.deals_lost = c("lifecycle_deals_lost", "Deals lost (each deal once).")
-        self.revenue_won = c("lifecycle_revenue_won", "Won deal amounts, in the deal's currency.", ["currency", "owner"])
+        self.revenue_won = c(
+            "lifecycle_revenue_won", "Won deal amounts, in the deal's currency.", ["currency", "owner"]
+        )
         self.conversions = c("lifecycle_conversions", "Customers moved from acquisition into service (once each).")
         self.sales_cycle = h(
             "lifecycle_sales_cycle_seconds", "First lead.created to first deal.won.", [], SALES_CYCLE_BUCKETS
@@ -96,9 +98,7 @@ class LifecycleMetrics:
         # service
         self.tickets_opened = c("lifecycle_tickets_opened", "Tickets opened.", ["channel", "priority"])
         self.tickets_resolved = c("lifecycle_tickets_resolved", "Ticket resolutions.", ["channel"])
-        self.tickets_fcr = c(
-            "lifecycle_tickets_first_contact_resolved", "Resolutions with contacts == 1.", ["channel"]
-        )
+        self.tickets_fcr = c("lifecycle_tickets_first_contact_resolved", "Resolutions with contacts == 1.", ["channel"])
         self.tickets_reopened = c("lifecycle_tickets_reopened", "Tickets reopened.", ["channel"])
         self.handling = h(
             "lifecycle_ticket_handling_seconds", "Agent handling time per resolution.", ["channel"], HANDLING_BUCKETS
@@ -115,15 +115,20 @@ class LifecycleMetrics:
             ["channel"],
             FIRST_RESPONSE_BUCKETS,
         )
-        self.csat = c("lifecycle_csat_responses", "CSAT responses by score (1-5) and ticket channel.", ["score", "channel"])
+        self.csat = c(
+            "lifecycle_csat_responses", "CSAT responses by score (1-5) and ticket channel.", ["score", "channel"]
+        )
+        self.csat_points = c(
+            "lifecycle_csat_score_points", "Sum of CSAT scores (average = points / responses).", ["channel"]
+        )
         # lifecycle and pipeline
         self.transitions = c(
-            "lifecycle_stage_transitions", "Stage changes; from_stage 'none' is a new customer.", ["from_stage", "to_stage"]
+            "lifecycle_stage_transitions",
+            "Stage changes; from_stage 'none' is a new customer.",
+            ["from_stage", "to_stage"],
         )
         self.events = c("lifecycle_events", "Messages consumed, by outcome.", ["topic", "type", "outcome"])
-        self.event_delay = h(
-            "lifecycle_event_delay_seconds", "Processed time minus occurred_at.", [], DELAY_BUCKETS
-        )
+        self.event_delay = h("lifecycle_event_delay_seconds", "Processed time minus occurred_at.", [], DELAY_BUCKETS)
         self._route: dict[str, Callable[[Observation], None]] = {
             "lead_created": lambda o: self.leads.labels(*o.labels).inc(),
             "lead_qualified": lambda o: self.leads_qualified.inc(),
@@ -141,7 +146,7 @@ class LifecycleMetrics:
             "ticket_handling": lambda o: self.handling.labels(*o.labels).observe(o.value),
             "ticket_resolution": lambda o: self.resolution.labels(*o.labels).observe(o.value),
             "ticket_first_response": lambda o: self.first_response.labels(*o.labels).observe(o.value),
-            "csat": lambda o: self.csat.labels(*o.labels).inc(),
+            "csat": self._record_csat,
             "stage_transition": lambda o: self.transitions.labels(*o.labels).inc(),
             "event_delay": lambda o: self.event_delay.observe(o.value),
         }
@@ -166,12 +171,19 @@ class LifecycleMetrics:
         for channel in LEAD_CHANNELS:
             self.leads.labels(channel)
         for channel in channels:
-            for child in (self.tickets_resolved, self.tickets_fcr, self.tickets_reopened, self.handling, self.first_response):
+            for child in (
+                self.tickets_resolved,
+                self.tickets_fcr,
+                self.tickets_reopened,
+                self.handling,
+                self.first_response,
+            ):
                 child.labels(channel)
             for priority in (*PRIORITIES, UNKNOWN):
                 self.resolution.labels(channel, priority)
                 if channel != UNKNOWN and priority != UNKNOWN:
                     self.tickets_opened.labels(channel, priority)
+            self.csat_points.labels(channel)
             for score in range(1, 6):
                 self.csat.labels(str(score), channel)
         stages = [s.value for s in Stage]
@@ -184,6 +196,18 @@ class LifecycleMetrics:
             for event_type in (*types, INVALID_TYPE):
                 for outcome in Outcome:
                     self.events.labels(topic, event_type, outcome.value)
+
+    def create_owner_children(self, owners: Iterable[str], currency: str) -> None:
+        """Reps known in advance (from the quota file) get their series at start-up too."""
+        for owner in owners:
+            label = self.owner(owner)
+            self.deals_won.labels(label)
+            self.revenue_won.labels(currency, label)
+
+    def _record_csat(self, observation: Observation) -> None:
+        score, channel = observation.labels
+        self.csat.labels(score, channel).inc()
+        self.csat_points.labels(channel).inc(int(score))
 
     def record(self, result: BatchResult) -> None:
         for observation in result.observations:
@@ -209,11 +233,15 @@ class ReadModelCollector(Collector):
             labels=["owner"],
         )
         with Session(self.engine) as session:
-            by_stage = dict(session.execute(select(Customer.stage, func.count()).group_by(Customer.stage)).tuples().all())
+            by_stage = dict(
+                session.execute(select(Customer.stage, func.count()).group_by(Customer.stage)).tuples().all()
+            )
             by_channel = dict(
                 session.execute(
                     select(Ticket.channel, func.count()).where(Ticket.status == "open").group_by(Ticket.channel)
-                ).tuples().all()
+                )
+                .tuples()
+                .all()
             )
             won: dict[str, float] = {}
             if self.quotas is not None:

@@ -37,7 +37,9 @@ class EventPublisher:
         validated = validate_document(dict(event))
         self.send_raw(self.topic_for(validated.type), validated.customer_id.encode(), orjson.dumps(event))
 
-    def send_raw(self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None = None) -> None:
+    def send_raw(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
         """No validation: for tools (DLQ replay, tests of bad input)."""
         self.producer.send(topic, key=key, value=value, headers=headers or [])
 

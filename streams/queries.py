@@ -27,7 +27,9 @@ def customer_journey(engine: Engine, customer_id: str) -> dict[str, Any] | None:
             .order_by(StageTransition.occurred_at, StageTransition.id)
         ).all()
         deals = session.scalars(select(Deal).where(Deal.customer_id == customer_id).order_by(Deal.deal_id)).all()
-        tickets = session.scalars(select(Ticket).where(Ticket.customer_id == customer_id).order_by(Ticket.ticket_id)).all()
+        tickets = session.scalars(
+            select(Ticket).where(Ticket.customer_id == customer_id).order_by(Ticket.ticket_id)
+        ).all()
         return {
             "customer_id": customer.customer_id,
             "stage": customer.stage,

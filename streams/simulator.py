@@ -40,7 +40,7 @@ class Expected:
     deals_won: int = 0
     deals_lost: int = 0
     conversions: int = 0
-    revenue_won: Counter[str] = field(default_factory=Counter)  # by currency
+    revenue_won: dict[str, float] = field(default_factory=dict)  # by currency
     tickets_opened: int = 0
     tickets_open: int = 0
     resolutions: int = 0
@@ -196,7 +196,7 @@ class Simulator:
         if only_won or roll < 0.5:
             j.emit("deal.won", deal_id=deal_id, amount=amount, currency=currency, owner=owner)
             exp.deals_won += 1
-            exp.revenue_won[currency] += amount
+            exp.revenue_won[currency] = exp.revenue_won.get(currency, 0.0) + amount
             return "won"
         if not allow_open or roll < 0.85:
             j.emit("deal.lost", deal_id=deal_id, reason="competitor")

@@ -37,7 +37,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     broker = LocalKafka(tmp_path_factory.mktemp("kafka"), partitions=4)
     try:
         broker.start()
-    except Exception as exc:  # noqa: BLE001 - reported as skip/fail with the broker's own words
+    except Exception as exc:
         _unavailable(f"could not start the local Kafka broker: {exc}")
     try:
         yield broker.bootstrap_servers
@@ -76,7 +76,7 @@ def postgres_url() -> Iterator[str]:
     try:
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))  # name is ours, not input
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         admin.dispose()
         _unavailable(f"PostgreSQL at LIFECYCLE_TEST_POSTGRES_URL is not reachable: {exc}")
     try:
@@ -95,9 +95,7 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def worker_env(
-    kafka_bootstrap: str, topic_names: dict[str, str], database_url: str, tmp_path: Path
-) -> dict[str, str]:
+def worker_env(kafka_bootstrap: str, topic_names: dict[str, str], database_url: str, tmp_path: Path) -> dict[str, str]:
     """Environment for a `lifecycle worker` process and for in-process Settings of the same test."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("LIFECYCLE_")}
     env.update(topic_names)

@@ -20,7 +20,9 @@ _ids = itertools.count()
 LIFECYCLE = str(Path(sys.executable).with_name("lifecycle"))
 
 
-def event(event_type: str, customer_id: str = "c-1", *, at: str = "2026-03-01T10:00:00Z", **fields: Any) -> dict[str, Any]:
+def event(
+    event_type: str, customer_id: str = "c-1", *, at: str = "2026-03-01T10:00:00Z", **fields: Any
+) -> dict[str, Any]:
     """A valid event of ``event_type``; ``fields`` override or add to the defaults."""
     defaults: dict[str, dict[str, Any]] = {
         "lead.created": {"lead_id": "l-1", "channel": "web"},
@@ -59,7 +61,9 @@ def wait_for(condition: Callable[[], T], *, timeout: float = 60.0, what: str = "
     return last
 
 
-def wait_for_value(fetch: Callable[[], T], accept: Callable[[T], bool], *, timeout: float = 60.0, what: str = "value") -> T:
+def wait_for_value(
+    fetch: Callable[[], T], accept: Callable[[T], bool], *, timeout: float = 60.0, what: str = "value"
+) -> T:
     """Fetch until ``accept(value)``; returns the accepted value."""
     box: list[T] = []
 

@@ -71,23 +71,23 @@ class Repository:
             seen.update(session.scalars(select(ProcessedEvent.event_id).where(ProcessedEvent.event_id.in_(chunk))))
         customers: dict[str, CustomerState] = {}
         for chunk in _chunks(customer_ids):
-            for row in session.scalars(select(Customer).where(Customer.customer_id.in_(chunk))):
-                state = _row_to_state(row, CustomerState)
-                state.stage = Stage(row.stage) if row.stage else None
-                state.recent_csat = [(str(a), str(b), int(c)) for a, b, c in row.recent_csat or []]  # type: ignore[call-overload]
+            for customer in session.scalars(select(Customer).where(Customer.customer_id.in_(chunk))):
+                state = _row_to_state(customer, CustomerState)
+                state.stage = Stage(customer.stage) if customer.stage else None
+                state.recent_csat = [(str(a), str(b), int(c)) for a, b, c in customer.recent_csat or []]  # type: ignore[call-overload]
                 customers[state.customer_id] = state
         deals: dict[str, DealState] = {}
         # every deal of the batch's customers: the stage rule needs them all
         for chunk in _chunks(customer_ids):
-            for row in session.scalars(select(Deal).where(Deal.customer_id.in_(chunk))):
-                deals[row.deal_id] = _row_to_state(row, DealState)
+            for deal in session.scalars(select(Deal).where(Deal.customer_id.in_(chunk))):
+                deals[deal.deal_id] = _row_to_state(deal, DealState)
         for chunk in _chunks(set(deal_ids) - deals.keys()):
-            for row in session.scalars(select(Deal).where(Deal.deal_id.in_(chunk))):
-                deals[row.deal_id] = _row_to_state(row, DealState)
+            for deal in session.scalars(select(Deal).where(Deal.deal_id.in_(chunk))):
+                deals[deal.deal_id] = _row_to_state(deal, DealState)
         tickets: dict[str, TicketState] = {}
         for chunk in _chunks(ticket_ids):
-            for row in session.scalars(select(Ticket).where(Ticket.ticket_id.in_(chunk))):
-                tickets[row.ticket_id] = _row_to_state(row, TicketState)
+            for ticket in session.scalars(select(Ticket).where(Ticket.ticket_id.in_(chunk))):
+                tickets[ticket.ticket_id] = _row_to_state(ticket, TicketState)
         journeys = Journeys(customers, deals, tickets, at_risk_threshold=self.at_risk_threshold)
         return WorkingSet(journeys, seen, set(customers), set(deals), set(tickets))
 
@@ -141,7 +141,10 @@ class Repository:
     def unpublished_transitions(self, limit: int = 10000) -> list[tuple[int, Transition]]:
         with Session(self.engine) as session:
             rows = session.scalars(
-                select(StageTransition).where(StageTransition.published.is_(False)).order_by(StageTransition.id).limit(limit)
+                select(StageTransition)
+                .where(StageTransition.published.is_(False))
+                .order_by(StageTransition.id)
+                .limit(limit)
             )
             return [
                 (

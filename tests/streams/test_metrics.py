@@ -70,7 +70,12 @@ def test_state_gauges_come_from_the_database(tmp_path: Path) -> None:
         event("ticket.opened", channel="phone", at=now),
         event("lead.created", customer_id="c-2"),
     ]
-    pipeline.process([RawMessage(EVENT_TOPICS[d["type"]], 0, i, d["customer_id"].encode(), orjson.dumps(d)) for i, d in enumerate(docs)])
+    pipeline.process(
+        [
+            RawMessage(EVENT_TOPICS[d["type"]], 0, i, d["customer_id"].encode(), orjson.dumps(d))
+            for i, d in enumerate(docs)
+        ]
+    )
     quota_file = tmp_path / "quotas.json"
     quota_file.write_text(json.dumps({"period": "year", "currency": "EUR", "quotas": {"ana": 1000, "bob": 500}}))
     registry = CollectorRegistry()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from streams.contract import EVENT_TOPICS
@@ -30,12 +31,16 @@ def messages_for(events: list[dict[str, object]]) -> list[RawMessage]:
     ]
 
 
-def table_snapshot(engine: object) -> dict[str, list[tuple[object, ...]]]:
-    with Session(engine) as session:  # type: ignore[arg-type]
+def table_snapshot(engine: Engine) -> dict[str, Any]:
+    with Session(engine) as session:
         return {
-            "customers": session.execute(select(Customer.customer_id, Customer.stage, Customer.converted_at).order_by(Customer.customer_id)).all(),
+            "customers": session.execute(
+                select(Customer.customer_id, Customer.stage, Customer.converted_at).order_by(Customer.customer_id)
+            ).all(),
             "deals": session.execute(select(Deal.deal_id, Deal.status, Deal.amount).order_by(Deal.deal_id)).all(),
-            "tickets": session.execute(select(Ticket.ticket_id, Ticket.status, Ticket.csat_score).order_by(Ticket.ticket_id)).all(),
+            "tickets": session.execute(
+                select(Ticket.ticket_id, Ticket.status, Ticket.csat_score).order_by(Ticket.ticket_id)
+            ).all(),
         }
 
 
@@ -77,7 +82,11 @@ def test_transitions_are_recorded_for_the_outbox(database_url: str) -> None:
     repository = Repository(engine)
     pipeline = Pipeline(repository, TOPICS)
     result = pipeline.process(messages_for([event("lead.created"), event("deal.opened"), event("deal.won")]))
-    assert [(t.from_stage, t.to_stage) for t in result.transitions] == [(None, "lead"), ("lead", "opportunity"), ("opportunity", "customer")]
+    assert [(t.from_stage, t.to_stage) for t in result.transitions] == [
+        (None, "lead"),
+        ("lead", "opportunity"),
+        ("opportunity", "customer"),
+    ]
     assert [t.event_id for _, t in repository.unpublished_transitions()] == [t.event_id for t in result.transitions]
     repository.mark_published([t.event_id for t in result.transitions])
     assert repository.unpublished_transitions() == []
@@ -90,6 +99,10 @@ def test_conflicting_owner_goes_to_the_dead_letters(database_url: str) -> None:
     upgrade(engine)
     pipeline = Pipeline(Repository(engine), TOPICS)
     pipeline.process(messages_for([event("deal.opened", customer_id="c-1")]))
-    result = pipeline.process(messages_for([event("deal.won", customer_id="c-2"), event("lead.created", customer_id="c-3")]))
-    assert [(d.error_class, d.reason) for d in result.dead_letters] == [("conflict", "deal_id 'd-1' belongs to another customer")]
+    result = pipeline.process(
+        messages_for([event("deal.won", customer_id="c-2"), event("lead.created", customer_id="c-3")])
+    )
+    assert [(d.error_class, d.reason) for d in result.dead_letters] == [
+        ("conflict", "deal_id 'd-1' belongs to another customer")
+    ]
     assert stage_counts(engine) == {"opportunity": 1, "lead": 1}

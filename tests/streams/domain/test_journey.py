@@ -27,7 +27,7 @@ def final_stage(documents: list[dict[str, Any]]) -> Stage | None:
 
 
 def test_won_deal_moves_customer_into_service_once() -> None:
-    journeys, applied = run(
+    _, applied = run(
         [
             event("lead.created", at="2026-01-01T00:00:00Z"),
             event("deal.opened", at="2026-01-02T00:00:00Z"),
@@ -67,10 +67,16 @@ def test_low_csat_puts_a_customer_at_risk_and_recovery_brings_it_back() -> None:
             event("csat.submitted", ticket_id="t-2", score=2, at="2026-03-02T00:00:00Z"),
         ]
     )
-    assert journeys.customers["c-1"].stage is Stage.AT_RISK
+    assert stage_now(journeys) is Stage.AT_RISK
     for index, day in enumerate(("03", "04", "05")):
-        journeys.apply(as_event(event("csat.submitted", ticket_id=f"t-{9 + index}", score=5, at=f"2026-03-{day}T00:00:00Z")))
-    assert journeys.customers["c-1"].stage is Stage.CUSTOMER
+        journeys.apply(
+            as_event(event("csat.submitted", ticket_id=f"t-{9 + index}", score=5, at=f"2026-03-{day}T00:00:00Z"))
+        )
+    assert stage_now(journeys) is Stage.CUSTOMER
+
+
+def stage_now(journeys: Journeys) -> Stage | None:
+    return journeys.customers["c-1"].stage
 
 
 def test_deal_of_another_customer_is_a_conflict() -> None:

@@ -1,0 +1,186 @@
+"""A real worker scraped by Debian's real Prometheus: rules, dashboard queries and the CSAT alert.
+
+The rule files are the repository's own; only their ``for:`` durations are shortened to one second
+here, so the alert can reach "firing" within the test (promtool's unit tests check the real ones).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from streams.broker import free_port
+from streams.kafka_admin import ensure_topics
+from streams.publisher import EventPublisher
+from streams.simulator import simulate
+from tests.conftest import IN_CI, settings_from
+from tests.support import http_get, metric_value, running_worker, wait_for, wait_for_value
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "deploy" / "grafana"))
+import dashboards  # noqa: E402
+
+pytestmark = [pytest.mark.integration, pytest.mark.prometheus]
+
+
+class Prometheus:
+    def __init__(self, directory: Path, target: str) -> None:
+        self.port = free_port()
+        self.directory = directory
+        for name in ("recording_rules.yml", "alerting_rules.yml"):
+            text = (ROOT / "deploy" / "prometheus" / name).read_text()
+            (directory / name).write_text(re.sub(r"for: \d+m", "for: 1s", text))
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+            "rule_files": ["recording_rules.yml", "alerting_rules.yml"],
+            "scrape_configs": [{"job_name": "lifecycle-worker", "static_configs": [{"targets": [target]}]}],
+        }
+        (directory / "prometheus.yml").write_text(yaml.safe_dump(config))
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Prometheus:
+        binary = shutil.which("prometheus")
+        if binary is None:
+            message = "Debian's prometheus is not installed"
+            pytest.fail(message) if IN_CI else pytest.skip(message)
+        assert binary is not None
+        with (self.directory / "prometheus.log").open("wb") as log:
+            self.process = subprocess.Popen(
+                [
+                    binary,
+                    f"--config.file={self.directory / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={self.directory / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{self.port}",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        wait_for(self.ready, timeout=60, what="Prometheus /-/ready")
+        return self
+
+    def ready(self) -> bool:
+        try:
+            return http_get(f"http://127.0.0.1:{self.port}/-/ready", timeout=1)[0] == 200
+        except OSError:
+            return False
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        status, body = http_get(url)
+        document = json.loads(body)
+        assert status == 200 and document["status"] == "success", (expr, document)
+        result: list[dict[str, Any]] = document["data"]["result"]
+        return result
+
+    def scalar(self, expr: str) -> float | None:
+        result = self.query(expr)
+        return float(result[0]["value"][1]) if result else None
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(30)
+
+
+@pytest.fixture
+def quota_file(tmp_path: Path) -> Path:
+    path = tmp_path / "quotas.json"
+    path.write_text(
+        json.dumps({"period": "year", "currency": "EUR", "quotas": {f"rep-{i:03d}": 250000 for i in range(12)}})
+    )
+    return path
+
+
+@pytest.fixture
+def prometheus_for(tmp_path: Path) -> Iterator[Any]:
+    started: list[Prometheus] = []
+
+    def start(target: str) -> Prometheus:
+        directory = tmp_path / "prometheus"
+        directory.mkdir()
+        started.append(Prometheus(directory, target).start())
+        return started[-1]
+
+    yield start
+    for prometheus in started:
+        prometheus.stop()
+
+
+def close(actual: float | None, expected: float | None) -> bool:
+    return actual is not None and expected is not None and math.isclose(actual, expected, rel_tol=1e-9)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_rules_dashboards_and_csat_alert_on_real_prometheus(
+    worker_env: dict[str, str], quota_file: Path, prometheus_for: Any, tmp_path: Path
+) -> None:
+    env = {**worker_env, "LIFECYCLE_QUOTA_FILE": str(quota_file)}
+    settings = settings_from(env)
+    ensure_topics(settings)
+    simulation = simulate(2500, seed=31, csat_dip=1.0)
+    expected = simulation.expected.as_dict()
+    with running_worker(env, tmp_path / "worker.log") as worker:
+        prometheus = prometheus_for(f"127.0.0.1:{worker.port}")
+        # every series exists at 0 in a first scrape before any event: rates then have no start bias
+        wait_for(lambda: prometheus.scalar("count(lifecycle_events_total)"), timeout=60, what="a first scrape")
+        with EventPublisher(settings) as publisher:
+            for document in simulation.events:
+                publisher.publish(document)
+        total = len(simulation.events)
+        wait_for_value(
+            worker.metrics,
+            lambda text: metric_value(text, "lifecycle_events_total") >= total,
+            timeout=300,
+            what="the worker to process the stream",
+        )
+        wait_for(
+            lambda: (
+                prometheus.scalar("sum(lifecycle_events_total)") == total
+                and close(prometheus.scalar(":lifecycle_csat_satisfied:ratio_rate1h"), expected["csat_share"])
+            ),
+            timeout=120,
+            what="Prometheus to scrape the final counters and evaluate the rules",
+        )
+        figures = {
+            ":lifecycle_csat_satisfied:ratio_rate1h": expected["csat_share"],
+            ":lifecycle_csat_score:avg_rate1h": expected["csat_average"],
+            ":lifecycle_lead_conversion:ratio_rate1h": expected["conversion_rate"],
+            ":lifecycle_deal_win:ratio_rate1h": expected["win_rate"],
+            ":lifecycle_first_contact_resolution:ratio_rate1h": expected["first_contact_resolution_rate"],
+            ":lifecycle_ticket_handling_seconds:avg_rate1h": expected["average_handling_seconds"],
+        }
+        for record, value in figures.items():
+            assert close(prometheus.scalar(record), value), (record, prometheus.scalar(record), value)
+        assert prometheus.scalar(":lifecycle_csat_responses:increase1h") == pytest.approx(
+            sum(simulation.expected.csat_by_score.values()), rel=0.05
+        )
+
+        recording = yaml.safe_load((ROOT / "deploy/prometheus/recording_rules.yml").read_text())["groups"]
+        for rule in (r for g in recording for r in g["rules"]):
+            assert prometheus.query(rule["record"]), f"recording rule {rule['record']} returned no data"
+        for _, panel in [(None, p) for uid in dashboards.DASHBOARDS for p in dashboards.dashboard_json(uid)["panels"]]:
+            for target in panel["targets"]:
+                expr = target["expr"].replace("$__rate_interval", "1m")
+                assert prometheus.query(expr), f"panel {panel['title']!r}: {expr} returned no data"
+
+        firing = wait_for_value(
+            lambda: prometheus.query('ALERTS{alertname="LifecycleCSATLow", alertstate="firing"}'),
+            bool,
+            timeout=60,
+            what="LifecycleCSATLow to fire",
+        )
+        assert firing[0]["metric"]["team"] == "service"
