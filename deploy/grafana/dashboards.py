@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (panel tables read best one panel per line)
 """Grafana dashboards as code: `python deploy/grafana/dashboards.py` writes deploy/grafana/dashboards/*.json.
 
 The JSON files are committed (Grafana's provisioning reads them); tests check that they match this
