@@ -23,7 +23,7 @@ def test_the_full_stack_is_there() -> None:
 def test_images_are_pinned() -> None:
     for name, service in SERVICES.items():
         image = service["image"]
-        assert re.fullmatch(r"[\w./-]+:\d[\w.-]*", image), f"{name}: {image} is not pinned to a version"
+        assert re.fullmatch(r"[\w./-]+:v?\d[\w.-]*", image), f"{name}: {image} is not pinned to a version"
         assert not image.endswith(":latest")
 
 
