@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     topic_dlq: str = "lifecycle-dlq"
     topic_partitions: int = Field(4, ge=1, description="Partitions of the topics the worker creates.")
     app_id: str = Field("customer-lifecycle", description="Faust app id = Kafka consumer group.")
+    kafka_session_timeout: float = Field(
+        10.0, gt=0, description="Seconds before a silent (crashed) worker's partitions move to the others."
+    )
 
     # --- Processing ----------------------------------------------------------------------------
     batch_max: int = Field(2000, ge=1, description="Events per database transaction, at most.")

@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from streams.db.models import Base, Customer, Deal, ProcessedEvent, StageTransition, Ticket
@@ -38,6 +38,10 @@ def _chunks(values: Collection[str]) -> Iterator[list[str]]:
     ordered = list(values)
     for start in range(0, len(ordered), _IN_CHUNK):
         yield ordered[start : start + _IN_CHUNK]
+
+
+def _table(model: type[Base]) -> Table:
+    return cast(Table, model.__table__)
 
 
 def _row_to_state(row: Base, cls: type[State]) -> State:
@@ -105,10 +109,10 @@ class Repository:
         self._upsert(session, Ticket, journeys.tickets, journeys.changed_tickets, working.existing_tickets)
         ids = [{"event_id": event_id} for event_id in processed_event_ids]
         if ids:
-            session.execute(insert(ProcessedEvent), ids)
+            session.execute(insert(_table(ProcessedEvent)), ids)
         if transitions:
             session.execute(
-                insert(StageTransition),
+                insert(_table(StageTransition)),
                 [
                     {
                         "customer_id": t.customer_id,
@@ -133,7 +137,8 @@ class Repository:
         new_rows = [_state_to_row(states[key]) for key in changed if key not in existing]
         old_rows = [_state_to_row(states[key]) for key in changed if key in existing]
         if new_rows:
-            session.execute(insert(model), new_rows)
+            # Core executemany: the ORM's bulk insert would fetch keys row by row
+            session.execute(insert(_table(model)), new_rows)
         if old_rows:
             session.execute(update(model), old_rows)
 

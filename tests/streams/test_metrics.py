@@ -87,3 +87,24 @@ def test_state_gauges_come_from_the_database(tmp_path: Path) -> None:
     assert metric_value(text, "lifecycle_tickets_open", channel="phone") == 1
     assert metric_value(text, "lifecycle_quota_attainment_ratio", owner="ana") == 0.25
     assert metric_value(text, "lifecycle_quota_attainment_ratio", owner="bob") == 0
+
+
+def test_series_stay_bounded_with_many_customers_and_owners(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'b.db'}")
+    upgrade(engine)
+    pipeline = Pipeline(Repository(engine), TOPICS)
+    registry = CollectorRegistry()
+    metrics = LifecycleMetrics(registry, max_owner_labels=50)
+    metrics.create_known_children(TOPICS.values(), EVENT_TOPICS)
+    docs = [
+        event("deal.won", customer_id=f"c-{i}", deal_id=f"d-{i}", owner=f"rep-{i % 10_000}") for i in range(100_000)
+    ]
+    for start in range(0, len(docs), 10_000):
+        chunk = docs[start : start + 10_000]
+        messages = [RawMessage("deals", 0, i, d["customer_id"].encode(), orjson.dumps(d)) for i, d in enumerate(chunk)]
+        metrics.record(pipeline.process(messages))
+    series = [s for family in registry.collect() for s in family.samples]
+    owners = {s.labels["owner"] for s in series if "owner" in s.labels}
+    assert len(owners) == 51  # 50 named + "other"
+    assert not any(label.startswith("c-") for s in series for label in s.labels.values())
+    assert len(series) < 5000

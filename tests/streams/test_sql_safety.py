@@ -1,0 +1,21 @@
+"""All SQL goes through SQLAlchemy constructs with bound parameters: no string-built SQL in the product."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_no_textual_sql_in_the_product() -> None:
+    offenders = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for folder in ("streams", "agents")
+        for path in (ROOT / folder).rglob("*.py")
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if re.search(r"\btext\(|exec_driver_sql|\.execute\(\s*f?[\"']", line)
+        # constant connection pragmas (SQLite WAL) carry no input
+        and not re.search(r"\.execute\(\"PRAGMA [a-z_]+=[A-Z]+\"\)", line)
+    ]
+    assert offenders == []
