@@ -69,8 +69,13 @@ def cmd_worker(args: argparse.Namespace) -> int:
     settings = _settings()
     prepare_infrastructure(settings)
     lifecycle = build(settings)
-    print(f"worker: Kafka {settings.bootstrap_servers}; metrics and API on "
-          f"http://{settings.web_host}:{settings.web_port}/", flush=True)  # fmt: skip
+    from streams.db.engine import redacted
+
+    print(
+        f"worker: Kafka {settings.bootstrap_servers}; database {redacted(settings.sqlalchemy_url)}; "
+        f"metrics and API on http://{settings.web_host}:{settings.web_port}/",
+        flush=True,
+    )
     worker = Worker(lifecycle.app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
     return 0

@@ -22,5 +22,5 @@ def test_ruff() -> None:
 
 
 def test_mypy() -> None:
-    typed = run(str(BIN / "mypy"), "streams", "agents", "schemas", "tests", "deploy/grafana")
+    typed = run(str(BIN / "mypy"), "streams", "agents", "schemas", "tests", "deploy/grafana", "bench")
     assert typed.returncode == 0, typed.stdout + typed.stderr

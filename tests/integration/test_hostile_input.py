@@ -30,12 +30,12 @@ BAD_MESSAGES = 10_000
 STRING_FIELDS = ["event_id", "customer_id", "type", "occurred_at"]
 NOT_A_STRING = st.one_of(
     st.none(),
-    st.integers(),
+    st.integers(-(2**63), 2**63 - 1),
     st.booleans(),
-    st.lists(st.integers(), max_size=3),
-    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.lists(st.integers(0, 9), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(0, 9), max_size=2),
 )
-NOT_A_NUMBER = st.one_of(st.none(), st.text(max_size=5), st.booleans(), st.lists(st.integers(), max_size=2))
+NOT_A_NUMBER = st.one_of(st.none(), st.text(max_size=5), st.booleans(), st.lists(st.integers(0, 9), max_size=2))
 
 
 @st.composite
