@@ -153,3 +153,20 @@ def metric_value(text: str, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 total += sample.value
     return total
+
+
+def row_count(database_url: str, model: Any, *conditions: Any) -> int:
+    """Rows of ``model`` matching ``conditions``; -1 while the database is unreachable or not created yet."""
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session
+
+    from streams.db.engine import make_engine
+
+    engine = make_engine(database_url)
+    try:
+        with Session(engine) as session:
+            return int(session.scalar(select(func.count()).select_from(model).where(*conditions)) or 0)
+    except Exception:
+        return -1
+    finally:
+        engine.dispose()
