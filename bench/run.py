@@ -53,7 +53,8 @@ async def floor(bootstrap: str, topics: list[str], total: int) -> dict[str, floa
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None)
     await consumer.start()
-    partitions = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
+    # the benchmark created the topics itself, with the configured partition count
+    partitions = [TopicPartition(t, p) for t in topics for p in range(Settings().topic_partitions)]
     consumer.assign(partitions)
     await consumer.seek_to_beginning(*partitions)
     seen, started = 0, 0.0
@@ -101,7 +102,7 @@ def framework(bootstrap: str, topics: list[str], total: int) -> dict[str, float]
                 print(json.dumps(result), flush=True)
                 os._exit(0)
 
-    worker = faust.Worker(app, loglevel="error", quiet=True)
+    worker = faust.Worker(app, loglevel="error", quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
     return result
 
@@ -163,7 +164,8 @@ def measure(kind: str, args: list[str]) -> dict[str, float]:
     completed = subprocess.run(
         [sys.executable, __file__, f"_{kind}", *args], capture_output=True, text=True, timeout=3600, check=False
     )
-    lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
+    # Faust's terminal codes may precede the JSON on its line
+    lines = [line[line.index('{"seconds"') :] for line in completed.stdout.splitlines() if '{"seconds"' in line]
     if completed.returncode != 0 or not lines:
         raise RuntimeError(f"{kind} failed:\n{completed.stdout[-2000:]}\n{completed.stderr[-2000:]}")
     result: dict[str, float] = json.loads(lines[-1])

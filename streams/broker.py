@@ -91,6 +91,7 @@ class LocalKafka:
         deploy_dir: Path = KAFKA_DEPLOY_DIR,
     ) -> None:
         self.data_dir = data_dir.resolve()
+        self._auto_ports = not port and not controller_port
         self.port = port or free_port()
         self.controller_port = controller_port or free_port()
         self.partitions = partitions
@@ -148,6 +149,17 @@ class LocalKafka:
             raise BrokerError(f"kafka storage format failed:\n{completed.stdout[-3000:]}{completed.stderr[-3000:]}")
 
     def start(self, timeout: float = 120.0) -> LocalKafka:
+        """Start and wait for readiness. Auto-chosen ports that another process took meanwhile are re-chosen."""
+        for attempt in range(3):
+            try:
+                return self._start_once(timeout)
+            except BrokerError as exc:
+                if not (self._auto_ports and "Address already in use" in str(exc)) or attempt == 2:
+                    raise
+                self.port, self.controller_port = free_port(), free_port()
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> LocalKafka:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         config = self._write_config()
         self._format(config)
