@@ -22,20 +22,22 @@ from streams.queries import stage_counts
 from streams.settings import Settings
 from streams.simulator import simulate
 from tests.conftest import settings_from
-from tests.support import LIFECYCLE, event, http_get, metric_value, running_worker, wait_for, wait_for_value
+from tests.support import (
+    LIFECYCLE,
+    event,
+    http_get,
+    metric_value,
+    row_count,
+    running_worker,
+    wait_for,
+    wait_for_value,
+)
 
 pytestmark = pytest.mark.integration
 
 
 def customer_count(settings: Settings) -> int:
-    engine = make_engine(settings.sqlalchemy_url)
-    try:
-        with Session(engine) as session:
-            return int(session.scalar(select(func.count()).select_from(Customer)) or 0)
-    except Exception:
-        return 0
-    finally:
-        engine.dispose()
+    return row_count(settings.sqlalchemy_url, Customer)
 
 
 def processed_total(metrics_text: str) -> float:

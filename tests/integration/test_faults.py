@@ -34,7 +34,7 @@ from streams.queries import stage_counts
 from streams.settings import Settings
 from streams.simulator import Simulation, simulate
 from tests.conftest import IN_CI, settings_from
-from tests.support import LIFECYCLE, WorkerProcess, wait_for
+from tests.support import LIFECYCLE, WorkerProcess, row_count, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 CUSTOMERS = 9500  # ~52,000 events
@@ -78,14 +78,7 @@ def big_simulation() -> Simulation:
 
 
 def committed_events(settings: Settings) -> int:
-    engine = make_engine(settings.sqlalchemy_url)
-    try:
-        with Session(engine) as session:
-            return int(session.scalar(select(func.count()).select_from(ProcessedEvent)) or 0)
-    except Exception:
-        return 0
-    finally:
-        engine.dispose()
+    return max(0, row_count(settings.sqlalchemy_url, ProcessedEvent))
 
 
 def publish(settings: Settings, simulation: Simulation) -> None:
@@ -151,15 +144,7 @@ def assert_exact_outcome(settings: Settings, simulation: Simulation, *, on_topic
 
 
 def unpublished_transitions(settings: Settings) -> int:
-    engine = make_engine(settings.sqlalchemy_url)
-    try:
-        with Session(engine) as session:
-            unpublished = select(func.count()).select_from(StageTransition).where(StageTransition.published.is_(False))
-            return int(session.scalar(unpublished) or 0)
-    except Exception:
-        return -1
-    finally:
-        engine.dispose()
+    return row_count(settings.sqlalchemy_url, StageTransition, StageTransition.published.is_(False))
 
 
 def wait_until_done(settings: Settings, simulation: Simulation, timeout: float = 600) -> None:

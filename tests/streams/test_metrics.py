@@ -6,6 +6,7 @@ from pathlib import Path
 
 import orjson
 from prometheus_client import CollectorRegistry, generate_latest
+from sqlalchemy import Engine
 
 from streams.contract import EVENT_TOPICS
 from streams.db.engine import make_engine
@@ -16,6 +17,12 @@ from streams.pipeline import Pipeline, RawMessage
 from tests.support import event, metric_value
 
 TOPICS = {"leads": "leads", "deals": "deals", "tickets": "tickets"}
+
+
+def sqlite_pipeline(tmp_path: Path) -> tuple[Engine, Pipeline]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'metrics.db'}")
+    upgrade(engine)
+    return engine, Pipeline(Repository(engine), TOPICS)
 
 
 def test_known_label_children_exist_at_zero_from_start_up() -> None:
@@ -34,9 +41,7 @@ def test_owner_label_is_bounded() -> None:
 
 
 def test_counters_follow_a_processed_batch_and_ignore_duplicates(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'm.db'}")
-    upgrade(engine)
-    pipeline = Pipeline(Repository(engine), TOPICS)
+    _engine, pipeline = sqlite_pipeline(tmp_path)
     registry = CollectorRegistry()
     metrics = LifecycleMetrics(registry, max_owner_labels=1)
     docs = [
@@ -61,9 +66,7 @@ def test_counters_follow_a_processed_batch_and_ignore_duplicates(tmp_path: Path)
 
 
 def test_state_gauges_come_from_the_database(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'g.db'}")
-    upgrade(engine)
-    pipeline = Pipeline(Repository(engine), TOPICS)
+    engine, pipeline = sqlite_pipeline(tmp_path)
     now = datetime.now().strftime("%Y-%m-%dT%H:%M:%SZ")
     docs = [
         event("deal.won", owner="ana", amount=250, at=now),
@@ -90,9 +93,7 @@ def test_state_gauges_come_from_the_database(tmp_path: Path) -> None:
 
 
 def test_series_stay_bounded_with_many_customers_and_owners(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'b.db'}")
-    upgrade(engine)
-    pipeline = Pipeline(Repository(engine), TOPICS)
+    _engine, pipeline = sqlite_pipeline(tmp_path)
     registry = CollectorRegistry()
     metrics = LifecycleMetrics(registry, max_owner_labels=50)
     metrics.create_known_children(TOPICS.values(), EVENT_TOPICS)
