@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from sqlalchemy import Engine
 
 from agents.ingest import register_ingest
-from streams.batches import BatchHandler
+from streams.batches import BatchHandler, Send
 from streams.contract import EVENT_TOPICS
 from streams.db.engine import make_engine, redacted
 from streams.db.migrations import upgrade
@@ -105,18 +105,12 @@ def build(settings: Settings | None = None, *, registry: CollectorRegistry | Non
     dead_letters = app.topic(settings.topic_dlq, key_serializer="raw", value_serializer="raw")
     transitions = app.topic(settings.topic_lifecycle, key_serializer="raw", value_serializer="raw")
 
-    async def send_dead_letter(*, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> Any:
-        return await dead_letters.send(key=key, value=value, headers=headers)
-
-    async def send_transition(*, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> Any:
-        return await transitions.send(key=key, value=value, headers=headers)
-
     handler = BatchHandler(
         pipeline,
         repository,
         metrics,
-        send_dead_letter=lambda **kw: _delivered(send_dead_letter(**kw)),
-        send_transition=lambda **kw: _delivered(send_transition(**kw)),
+        send_dead_letter=_delivering(dead_letters),
+        send_transition=_delivering(transitions),
         retry_max_seconds=settings.db_retry_max_seconds,
     )
     ingest = register_ingest(app, source, handler, batch_max=settings.batch_max, batch_within=settings.batch_within)
@@ -132,10 +126,14 @@ def build(settings: Settings | None = None, *, registry: CollectorRegistry | Non
     return lifecycle
 
 
-async def _delivered(sending: Any) -> Any:
-    """Faust's ``send`` returns a future of the broker's ack: wait for it too."""
-    future = await sending
-    return await future
+def _delivering(topic: Any) -> Send:
+    """Faust's ``send`` returns a future of the broker's ack: the sender waits for that too."""
+
+    async def send(*, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> Any:
+        future = await topic.send(key=key, value=value, headers=headers)
+        return await future
+
+    return send
 
 
 def _register_web(lifecycle: Lifecycle) -> None:

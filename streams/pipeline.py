@@ -104,17 +104,15 @@ class Pipeline:
                     self._dead_letter(result, message, "conflict", str(exc), event.type)
                     continue
                 result.outcomes.append((message.topic, event.type, applied.outcome))
+                # a repeated fact under a new event id (second deal.won) is remembered too: its replay is a duplicate
+                processed_ids.append(event.event_id)
                 if applied.outcome is Outcome.PROCESSED:
-                    processed_ids.append(event.event_id)
                     result.observations.extend(applied.observations)
                     result.observations.append(
                         Observation("event_delay", (), max(0.0, (now - event.occurred_at).total_seconds()))
                     )
                     if applied.transition is not None:
                         result.transitions.append(applied.transition)
-                else:
-                    # a repeated fact under a new event id: remember the id so a replay is a duplicate too
-                    processed_ids.append(event.event_id)
             self.repository.save(session, working, processed_event_ids=processed_ids, transitions=result.transitions)
 
     @staticmethod
