@@ -17,6 +17,7 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from string import Template
 
@@ -89,7 +90,12 @@ class LocalKafka:
         partitions: int = 4,
         heap: str = "768m",
         deploy_dir: Path = KAFKA_DEPLOY_DIR,
+        extra_properties: Mapping[str, str] | None = None,
+        scram_users: Sequence[tuple[str, str, str]] = (),
     ) -> None:
+        """``extra_properties`` are appended to server.properties (a repeated key overrides the template's,
+        e.g. ``listeners``); ``scram_users`` are (mechanism, name, password) credentials created at format
+        time, as KRaft requires before the first start."""
         self.data_dir = data_dir.resolve()
         self._auto_ports = not port and not controller_port
         self.port = port or free_port()
@@ -97,6 +103,8 @@ class LocalKafka:
         self.partitions = partitions
         self.heap = heap
         self.deploy_dir = deploy_dir
+        self.extra_properties = dict(extra_properties or {})
+        self.scram_users = list(scram_users)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -134,6 +142,7 @@ class LocalKafka:
                 log_dir=self.data_dir / "logs",
                 partitions=self.partitions,
             )
+            + "".join(f"{key}={value}\n" for key, value in self.extra_properties.items())
         )
         return config
 
@@ -141,8 +150,12 @@ class LocalKafka:
         if (self.data_dir / "logs" / "meta.properties").exists():
             return
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        scram = [
+            arg for mechanism, name, password in self.scram_users
+            for arg in ("--add-scram", f"{mechanism}=[name={name},password={password}]")
+        ]  # fmt: skip
         command = self._java_command(
-            "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), "--standalone"
+            "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config), "--standalone", *scram
         )
         completed = subprocess.run(command, capture_output=True, text=True, check=False)
         if completed.returncode != 0:

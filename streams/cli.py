@@ -17,13 +17,16 @@ from typing import Any, TextIO
 
 import orjson
 
+from streams.logs import mask_secrets_in_logs
 from streams.settings import DEFAULT_BOOTSTRAP, Settings
 
 log = logging.getLogger("lifecycle")
 
 
 def _settings() -> Settings:
-    return Settings()
+    settings = Settings()
+    mask_secrets_in_logs(settings.secret_values())
+    return settings
 
 
 def _configure_logging(level: str) -> None:

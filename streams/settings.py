@@ -88,6 +88,16 @@ class Settings(BaseSettings):
         """Contract topic name -> configured topic name."""
         return {"leads": self.topic_leads, "deals": self.topic_deals, "tickets": self.topic_tickets}
 
+    def secret_values(self) -> list[str]:
+        """What must never be logged: passwords, including the one inside the database URL."""
+        from sqlalchemy.engine import make_url
+
+        values = [self.kafka_sasl_password.get_secret_value()] if self.kafka_sasl_password else []
+        if self.database_url is not None:
+            password = make_url(self.database_url.get_secret_value()).password
+            values += [str(password)] if password else []
+        return values
+
     def kafka_python_security(self) -> dict[str, object]:
         """Connection options for kafka-python clients (publisher, admin, DLQ tools)."""
         options: dict[str, object] = {"security_protocol": self.kafka_security_protocol}

@@ -32,12 +32,11 @@ from streams.kafka_admin import ensure_topics
 from streams.publisher import EventPublisher
 from streams.queries import stage_counts
 from streams.settings import Settings
-from streams.simulator import Simulation, simulate
+from streams.simulator import Simulation
 from tests.conftest import IN_CI, settings_from
 from tests.support import LIFECYCLE, WorkerProcess, row_count, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
-CUSTOMERS = 9500  # ~52,000 events
 REPORT = Path(__file__).resolve().parents[2] / "data" / "reliability.json"
 
 
@@ -68,13 +67,6 @@ class FaultReport:
         rows[self.row["fault"]] = self.row
         REPORT.parent.mkdir(exist_ok=True)
         REPORT.write_text(json.dumps(rows, indent=2) + "\n")
-
-
-@pytest.fixture(scope="module")
-def big_simulation() -> Simulation:
-    simulation = simulate(CUSTOMERS, seed=77)
-    assert len(simulation.events) >= 50_000
-    return simulation
 
 
 def committed_events(settings: Settings) -> int:

@@ -1,0 +1,123 @@
+"""Backpressure: a burst of ten times the sustained rate is absorbed by the topic, not by the worker's memory.
+
+Kafka holds the backlog; the worker pulls at its own pace (Faust stops fetching while its stream buffer
+is full and a batch holds at most ``batch_max`` events), so the lag grows during the burst, drains
+afterwards, and the worker's peak RSS stays bounded whatever the backlog. Writes its figures to
+data/reliability.json for the README.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from streams.kafka_admin import ensure_topics
+from streams.publisher import EventPublisher
+from streams.settings import Settings
+from streams.simulator import Simulation
+from tests.conftest import settings_from
+from tests.integration.test_faults import REPORT, assert_exact_outcome, committed_events, wait_until_done
+from tests.support import WorkerProcess
+
+pytestmark = [pytest.mark.integration, pytest.mark.faults]
+SUSTAINED = 400  # events/s: well inside one worker's throughput (README, Performance)
+BURST = 10 * SUSTAINED
+RSS_BOUND_MIB = 512
+
+
+def memory_mib(pid: int, field: str) -> float:
+    """VmRSS (now) or VmHWM (peak) of a live process, from /proc."""
+    line = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith(field))
+    return int(line.split()[1]) / 1024
+
+
+def publish_paced(settings: Settings, documents: Sequence[dict[str, Any]], rate: int, sampler: Sampler) -> float:
+    """Offered load: ``rate`` events per second in 50 ms slices; returns the rate achieved."""
+    started = time.monotonic()
+    with EventPublisher(settings) as publisher:
+        for index, document in enumerate(documents):
+            publisher.send_raw(
+                publisher.topic_for(document["type"]), document["customer_id"].encode(), orjson.dumps(document)
+            )
+            sampler.published += 1
+            ahead = index / rate - (time.monotonic() - started)
+            if ahead > 0.05:
+                time.sleep(ahead)  # pacing the load generator, not waiting for an outcome
+    return len(documents) / (time.monotonic() - started)
+
+
+class Sampler(threading.Thread):
+    """Lag (handed to the producer - committed) and worker RSS, four times a second."""
+
+    def __init__(self, settings: Settings, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.pid = settings, pid
+        self.published = 0
+        self.samples: list[tuple[str, int, float]] = []  # (phase, lag, rss MiB)
+        self.phase = "sustained"
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.25):
+            lag = self.published - committed_events(self.settings)
+            self.samples.append((self.phase, lag, memory_mib(self.pid, "VmRSS")))
+
+    def max_lag(self, phase: str) -> int:
+        return max((lag for p, lag, _ in self.samples if p == phase), default=0)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_burst_of_ten_times_the_sustained_rate_is_absorbed(
+    worker_env: dict[str, str], tmp_path: Path, big_simulation: Simulation
+) -> None:
+    settings = settings_from(worker_env)
+    ensure_topics(settings)
+    events = big_simulation.events
+    sustained, burst = events[: SUSTAINED * 10], events[SUSTAINED * 10 :]
+    worker = WorkerProcess(worker_env, tmp_path / "worker.log").start()
+    assert worker.process is not None
+    pid = worker.process.pid
+    sampler = Sampler(settings, pid)
+    sampler.start()
+    try:
+        sustained_rate = publish_paced(settings, sustained, SUSTAINED, sampler)
+        rss_before_burst = memory_mib(pid, "VmRSS")
+        sampler.phase = "burst"
+        burst_started = time.monotonic()
+        burst_rate = publish_paced(settings, burst, BURST, sampler)
+        sampler.phase = "drain"
+        wait_until_done(settings, big_simulation)
+        drained_after = time.monotonic() - burst_started
+        peak_rss = memory_mib(pid, "VmHWM")
+        assert worker.process.poll() is None, "the worker died under the burst"
+    finally:
+        sampler.done.set()
+        sampler.join()
+        worker.stop()
+    assert_exact_outcome(settings, big_simulation)
+    peak_lag = max(sampler.max_lag("burst"), sampler.max_lag("drain"))
+    # the burst really outran the worker (lag piled up far beyond a second of sustained load) ...
+    assert peak_lag > 5 * SUSTAINED, f"the burst never built a backlog: peak lag {peak_lag}"
+    # ... and the backlog stayed in Kafka, not in the worker's memory
+    assert peak_rss < RSS_BOUND_MIB, f"peak RSS {peak_rss:.0f} MiB with a backlog of {peak_lag} events"
+    row = {
+        "events": len(events),
+        "sustained events/s offered": round(sustained_rate),
+        "burst events/s offered": round(burst_rate),
+        "peak lag events, sustained load": sampler.max_lag("sustained"),
+        "peak lag events": peak_lag,
+        "burst start to drained s": round(drained_after, 1),
+        "RSS before burst MiB": round(rss_before_burst),
+        "peak RSS MiB": round(peak_rss),
+    }
+    rows = json.loads(REPORT.read_text()) if REPORT.exists() else {}
+    rows["backpressure"] = row
+    REPORT.parent.mkdir(exist_ok=True)
+    REPORT.write_text(json.dumps(rows, indent=2) + "\n")
