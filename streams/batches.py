@@ -2,33 +2,35 @@
 
 Order matters for the delivery promise: (1) the database transaction commits state with its dedup
 records; (2) dead letters and stage transitions are on Kafka; (3) metrics count; only then does the
-agent's ``take_events`` ack the batch, so an offset is never committed for unwritten work.
+:class:`BatchWriter` ack the batch's events, so an offset is never committed for unwritten work.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, Protocol, TypeVar
 
 import orjson
 
 from streams.contract import format_timestamp
-from streams.db.repository import Repository
 from streams.dead_letters import dead_letter_headers
 from streams.domain.journey import Transition
 from streams.metrics import LifecycleMetrics
-from streams.pipeline import BatchResult, DeadLetter, Pipeline, RawMessage
+from streams.pipeline import BatchResult, DeadLetter, RawMessage
+from streams.runner import PipelineRunner
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
 class Send(Protocol):
-    """Sends one message and returns an awaitable that resolves once Kafka has it."""
+    """Hands one message to the producer; the awaitable it returns resolves once Kafka has it."""
 
-    def __call__(
+    async def __call__(
         self, *, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
     ) -> Awaitable[Any]: ...
 
@@ -57,37 +59,25 @@ def raw_message(event: Any) -> RawMessage:
 class BatchHandler:
     def __init__(
         self,
-        pipeline: Pipeline,
-        repository: Repository,
+        runner: PipelineRunner,
         metrics: LifecycleMetrics,
         *,
         send_dead_letter: Send,
         send_transition: Send,
         retry_max_seconds: float = 30.0,
     ) -> None:
-        self.pipeline = pipeline
-        self.repository = repository
+        self.runner = runner
         self.metrics = metrics
         self.send_dead_letter = send_dead_letter
         self.send_transition = send_transition
         self.retry_max_seconds = retry_max_seconds
 
     async def handle(self, events: Sequence[Any]) -> BatchResult:
-        """Never raises on input; waits out infrastructure faults. Cancelled: the batch stays unacked."""
-        try:
-            result = await self.handle_messages([raw_message(event) for event in events])
-        except BaseException:
-            # take_events acks its buffer in a ``finally``; marking the messages acked here makes that a
-            # no-op, so an interrupted batch is never committed and is redelivered after restart.
-            for event in events:
-                event.message.acked = True
-            raise
-        return result
+        """Never raises on input; waits out infrastructure faults."""
+        return await self.handle_messages([raw_message(event) for event in events])
 
     async def handle_messages(self, messages: Sequence[RawMessage]) -> BatchResult:
-        result = await self._retry(
-            "write batch to the database", lambda: asyncio.to_thread(self.pipeline.process, messages)
-        )
+        result = await self._retry("write batch to the database", lambda: self.runner.process(messages))
         await self._retry("publish dead letters", lambda: self._publish_dead_letters(result.dead_letters))
         await self.publish_transitions(result.transitions)
         self.metrics.record(result)
@@ -98,17 +88,17 @@ class BatchHandler:
             return
         await self._retry("publish stage transitions", lambda: self._send_all(self.send_transition, transitions))
         ids = [t.event_id for t in transitions]
-        await self._retry("mark transitions published", lambda: asyncio.to_thread(self.repository.mark_published, ids))
+        await self._retry("mark transitions published", lambda: self.runner.mark_published(ids))
 
     async def publish_outbox(self) -> int:
         """Transitions committed but not yet published (the worker died in between): publish them now."""
-        pending = await asyncio.to_thread(self.repository.unpublished_transitions)
-        await self.publish_transitions([t for _, t in pending])
+        pending = await self.runner.unpublished_transitions()
+        await self.publish_transitions(pending)
         return len(pending)
 
     async def _publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
-        waits = [
-            self.send_dead_letter(key=d.message.key, value=d.message.value, headers=dead_letter_headers(d))
+        deliveries = [
+            await self.send_dead_letter(key=d.message.key, value=d.message.value, headers=dead_letter_headers(d))
             for d in letters
         ]
         for letter in letters:
@@ -120,11 +110,13 @@ class BatchHandler:
                 letter.error_class,
                 letter.reason[:300],
             )
-        await asyncio.gather(*waits)
+        await asyncio.gather(*deliveries)
 
     async def _send_all(self, send: Send, transitions: Sequence[Transition]) -> None:
-        waits = [send(key=t.customer_id.encode(), value=transition_message(t), headers=[]) for t in transitions]
-        await asyncio.gather(*waits)
+        deliveries = [
+            await send(key=t.customer_id.encode(), value=transition_message(t), headers=[]) for t in transitions
+        ]
+        await asyncio.gather(*deliveries)
 
     async def _retry(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
         """Exponential back-off, capped, forever: infrastructure faults are waited out, not skipped."""
@@ -136,3 +128,74 @@ class BatchHandler:
                 log.error("%s failed (%s: %s); retrying in %.1fs", what, type(exc).__name__, str(exc)[:300], delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.retry_max_seconds)
+
+
+class BatchWriter:
+    """Collecting and writing overlap: the agent keeps draining Kafka while a batch is being written.
+
+    Collected events queue up, bounded by ``max_pending`` (beyond it the agent waits and Faust stops
+    fetching: the backlog stays in Kafka). The writer takes everything queued, up to ``batch_max``
+    events, as one transaction, so batches grow under load and stay small, hence fast, when it is
+    light. Events are acked only after their batch is committed and published, so an offset is never
+    committed for unwritten work; cancelled or crashed, the unacked events are simply redelivered.
+    """
+
+    def __init__(
+        self,
+        handler: BatchHandler,
+        *,
+        ack: Callable[[Any], Awaitable[Any]],
+        batch_max: int,
+        max_pending: int | None = None,
+    ) -> None:
+        self.handler = handler
+        self.ack = ack
+        self.batch_max = batch_max
+        self.max_pending = max_pending or 2 * batch_max
+        self._pending: deque[Any] = deque()
+        self._changed = asyncio.Condition()
+        self._writing = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    async def put(self, events: Sequence[Any]) -> None:
+        """Queue collected events; waits while the writer is ``max_pending`` events behind."""
+        if self._task is not None and self._task.done():
+            self._task.result()  # the writer crashed: surface it in the agent, whose supervisor restarts it
+        async with self._changed:
+            await self._changed.wait_for(lambda: len(self._pending) < self.max_pending)
+            self._pending.extend(events)
+            self._changed.notify_all()
+
+    async def run(self) -> None:
+        while True:
+            async with self._changed:
+                await self._changed.wait_for(lambda: bool(self._pending))
+            async with self._writing:
+                async with self._changed:
+                    batch = [self._pending.popleft() for _ in range(min(self.batch_max, len(self._pending)))]
+                    self._changed.notify_all()
+                if batch:
+                    await self.handler.handle(batch)
+                    for event in batch:
+                        await self.ack(event)
+
+    async def on_partitions_revoked(self, revoked: Collection[Any]) -> None:
+        """Queued events of revoked partitions go back to Kafka (unacked: their new owner gets them), and
+        the batch being written finishes first, so two workers never write one customer at once."""
+        async with self._changed:
+            kept = [event for event in self._pending if event.message.tp not in revoked]
+            self._pending.clear()
+            self._pending.extend(kept)
+            self._changed.notify_all()
+        async with self._writing:
+            pass
+
+    async def __aenter__(self) -> BatchWriter:
+        self._task = asyncio.ensure_future(self.run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

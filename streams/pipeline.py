@@ -20,7 +20,8 @@ from streams.domain.journey import Applied, ConflictingEvent, Observation, Outco
 INVALID_TYPE = "invalid"
 
 
-@dataclass(frozen=True, slots=True)
+# no __slots__ here: these cross to and from the pipeline process, and slotted dataclasses pickle slowly
+@dataclass(frozen=True)
 class RawMessage:
     topic: str
     partition: int
@@ -30,14 +31,14 @@ class RawMessage:
     headers: Sequence[tuple[str, bytes]] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class DeadLetter:
     message: RawMessage
     error_class: str
     reason: str
 
 
-@dataclass(slots=True)
+@dataclass
 class BatchResult:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     transitions: list[Transition] = field(default_factory=list)

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     batch_within: float = Field(0.05, gt=0, description="Seconds to wait for a batch to fill.")
     at_risk_csat_threshold: float = Field(3.0, description="Mean of the last 3 CSAT scores below it: at_risk.")
     max_message_bytes: int = Field(65536, ge=1024, description="Larger messages are dead-lettered.")
+    pipeline_process: bool = Field(
+        True, description="Run batches in a process of their own (a second core); false: in a worker thread."
+    )
 
     # --- Storage -------------------------------------------------------------------------------
     database_url: SecretStr | None = Field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import signal
@@ -170,3 +171,29 @@ def row_count(database_url: str, model: Any, *conditions: Any) -> int:
         return -1
     finally:
         engine.dispose()
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its children (the worker and its pipeline process), from /proc."""
+    found = [pid]
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def memory_mib(pid: int, field: str = "VmRSS") -> float:
+    """VmRSS (now) or VmHWM (peak) of a live process, in MiB."""
+    line = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith(field))
+    return int(line.split()[1]) / 1024
+
+
+def tree_memory_mib(pid: int, field: str = "VmRSS") -> float:
+    """Sum over the process tree: for VmHWM an upper bound of the tree's peak."""
+    total = 0.0
+    for member in process_tree(pid):
+        with contextlib.suppress(OSError, StopIteration):
+            total += memory_mib(member, field)
+    return total

@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Engine, Table, insert, select, update
+from sqlalchemy import Engine, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from streams.db.models import Base, Customer, Deal, ProcessedEvent, StageTransition, Ticket
@@ -44,16 +44,30 @@ def _table(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
 
 
-def _row_to_state(row: Base, cls: type[State]) -> State:
-    return cls(**{f.name: getattr(row, f.name) for f in dataclasses.fields(cls)})
+# dataclasses.fields() is slow enough to show in a profile: look the names up once
+_FIELDS: dict[type[Any], tuple[str, ...]] = {
+    cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in (CustomerState, DealState, TicketState)
+}
+_KEYS: dict[type[Base], str] = {Customer: "customer_id", Deal: "deal_id", Ticket: "ticket_id"}
 
 
 def _state_to_row(state: CustomerState | DealState | TicketState) -> dict[str, Any]:
-    row = {f.name: getattr(state, f.name) for f in dataclasses.fields(state)}
+    row = {name: getattr(state, name) for name in _FIELDS[type(state)]}
     if isinstance(state, CustomerState):
         row["stage"] = state.stage.value if state.stage else None
         row["recent_csat"] = [list(entry) for entry in state.recent_csat]
     return row
+
+
+def _select_states(
+    session: Session, model: type[Base], cls: type[State], column: str, values: Collection[str]
+) -> Iterator[State]:
+    """Core SELECT straight into the domain dataclasses: ORM identity tracking is not needed here."""
+    table = _table(model)
+    columns = [table.c[name] for name in _FIELDS[cls]]
+    for chunk in _chunks(values):
+        for row in session.execute(select(*columns).where(table.c[column].in_(chunk))):
+            yield cls(*row)
 
 
 class Repository:
@@ -74,24 +88,15 @@ class Repository:
         for chunk in _chunks(event_ids):
             seen.update(session.scalars(select(ProcessedEvent.event_id).where(ProcessedEvent.event_id.in_(chunk))))
         customers: dict[str, CustomerState] = {}
-        for chunk in _chunks(customer_ids):
-            for customer in session.scalars(select(Customer).where(Customer.customer_id.in_(chunk))):
-                state = _row_to_state(customer, CustomerState)
-                state.stage = Stage(customer.stage) if customer.stage else None
-                state.recent_csat = [(str(a), str(b), int(c)) for a, b, c in customer.recent_csat or []]  # type: ignore[call-overload]
-                customers[state.customer_id] = state
-        deals: dict[str, DealState] = {}
+        for state in _select_states(session, Customer, CustomerState, "customer_id", customer_ids):
+            state.stage = Stage(state.stage) if state.stage else None
+            state.recent_csat = [(str(a), str(b), int(c)) for a, b, c in state.recent_csat or []]
+            customers[state.customer_id] = state
         # every deal of the batch's customers: the stage rule needs them all
-        for chunk in _chunks(customer_ids):
-            for deal in session.scalars(select(Deal).where(Deal.customer_id.in_(chunk))):
-                deals[deal.deal_id] = _row_to_state(deal, DealState)
-        for chunk in _chunks(set(deal_ids) - deals.keys()):
-            for deal in session.scalars(select(Deal).where(Deal.deal_id.in_(chunk))):
-                deals[deal.deal_id] = _row_to_state(deal, DealState)
-        tickets: dict[str, TicketState] = {}
-        for chunk in _chunks(ticket_ids):
-            for ticket in session.scalars(select(Ticket).where(Ticket.ticket_id.in_(chunk))):
-                tickets[ticket.ticket_id] = _row_to_state(ticket, TicketState)
+        deals = {d.deal_id: d for d in _select_states(session, Deal, DealState, "customer_id", customer_ids)}
+        for deal in _select_states(session, Deal, DealState, "deal_id", set(deal_ids) - deals.keys()):
+            deals[deal.deal_id] = deal
+        tickets = {t.ticket_id: t for t in _select_states(session, Ticket, TicketState, "ticket_id", ticket_ids)}
         journeys = Journeys(customers, deals, tickets, at_risk_threshold=self.at_risk_threshold)
         return WorkingSet(journeys, seen, set(customers), set(deals), set(tickets))
 
@@ -136,11 +141,18 @@ class Repository:
     ) -> None:
         new_rows = [_state_to_row(states[key]) for key in changed if key not in existing]
         old_rows = [_state_to_row(states[key]) for key in changed if key in existing]
+        table = _table(model)
         if new_rows:
-            # Core executemany: the ORM's bulk insert would fetch keys row by row
-            session.execute(insert(_table(model)), new_rows)
+            session.execute(insert(table), new_rows)
         if old_rows:
-            session.execute(update(model), old_rows)
+            # Core executemany by primary key; bound names differ from the columns, as SQLAlchemy requires
+            key = _KEYS[model]
+            statement = (
+                update(table)
+                .where(table.c[key] == bindparam(f"b_{key}"))
+                .values({name: bindparam(f"b_{name}") for name in old_rows[0] if name != key})
+            )
+            session.execute(statement, [{f"b_{name}": value for name, value in row.items()} for row in old_rows])
 
     # --- outbox --------------------------------------------------------------------------------
     def unpublished_transitions(self, limit: int = 10000) -> list[tuple[int, Transition]]:

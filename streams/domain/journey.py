@@ -29,7 +29,8 @@ class ConflictingEvent(Exception):
     """A valid event that contradicts stored state (e.g. a deal id owned by another customer)."""
 
 
-@dataclass(frozen=True, slots=True)
+# no __slots__ on what crosses the process boundary: a slotted dataclass pickles through fields(), slowly
+@dataclass(frozen=True)
 class Observation:
     """A fact for the metrics: ``name`` says which, ``labels`` in the metric's label order."""
 
@@ -38,7 +39,7 @@ class Observation:
     value: float = 1.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Transition:
     customer_id: str
     from_stage: Stage | None

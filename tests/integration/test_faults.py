@@ -322,7 +322,7 @@ def test_postgres_down_for_30_seconds_mid_stream(
         report.fault_starts(settings, len(big_simulation.events))
         private_postgres.stop()
         down_since = time.monotonic()
-        wait_for(lambda: "write batch to the database failed" in worker.log(), timeout=60, what="the worker to notice")
+        wait_for(lambda: "; retrying in" in worker.log(), timeout=60, what="the worker to notice and back off")
         # the outage itself lasts 30 s: this waits out the fault, not an event
         time.sleep(max(0.0, 30 - (time.monotonic() - down_since)))
         assert worker.process is not None and worker.process.poll() is None, "the worker must wait, not die"

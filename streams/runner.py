@@ -1,0 +1,138 @@
+"""Where the blocking, CPU-bound side of a batch runs: a process of its own (the default) or a thread.
+
+Faust's consumer and the pipeline are both CPU-bound Python. In one process the GIL makes them take
+turns on one core; with the pipeline in a second process, Faust keeps fetching and collecting the
+next events while a batch is decoded, applied and committed on the other core (README, Performance).
+
+The child holds nothing that is not also in the database: it loads what a batch touches, commits and
+returns the :class:`BatchResult`. It dies with the worker (``PR_SET_PDEATHSIG``), so a killed worker
+never leaves it behind; a batch it was writing then rolls back and is redelivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from streams.db.engine import make_engine
+from streams.db.repository import Repository
+from streams.domain.journey import Transition
+from streams.pipeline import BatchResult, Pipeline, RawMessage
+
+log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """What it takes to build a :class:`Pipeline`: plain values, so a child process can build its own."""
+
+    database_url: str
+    source_topics: Mapping[str, str]
+    at_risk_threshold: float
+    max_message_bytes: int
+
+    def build(self) -> Pipeline:
+        repository = Repository(make_engine(self.database_url), at_risk_threshold=self.at_risk_threshold)
+        return Pipeline(repository, self.source_topics, max_message_bytes=self.max_message_bytes)
+
+
+# --- what runs on the executor's side (in the child, its own pipeline) ---------------------------
+_pipeline: Pipeline | None = None
+
+
+def _start_child(config: PipelineConfig, parent: int) -> None:
+    prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)  # Linux only
+    if prctl is not None and prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:  # the worker died before prctl took effect
+        os._exit(1)
+    # Ctrl-C and a group-wide SIGTERM reach the child too: the worker decides when a batch is abandoned,
+    # and the child ends when the worker shuts it down or dies
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _use(config.build())
+
+
+def _use(pipeline: Pipeline) -> None:
+    global _pipeline
+    _pipeline = pipeline
+
+
+def _current() -> Pipeline:
+    assert _pipeline is not None, "the pipeline runner was not initialised"
+    return _pipeline
+
+
+def _process(messages: Sequence[RawMessage]) -> BatchResult:
+    return _current().process(messages)
+
+
+def _mark_published(event_ids: Sequence[str]) -> None:
+    _current().repository.mark_published(event_ids)
+
+
+def _unpublished() -> list[Transition]:
+    return [transition for _, transition in _current().repository.unpublished_transitions()]
+
+
+# --- the worker's side ---------------------------------------------------------------------------
+class PipelineRunner:
+    """Runs the pipeline's blocking calls one at a time on an executor: batches never overlap, so two
+    batches never read and write the same customer at once."""
+
+    def __init__(self, start: Callable[[], Executor]) -> None:
+        self._start = start
+        self._executor: Executor | None = None
+
+    @classmethod
+    def in_process(cls, config: PipelineConfig) -> PipelineRunner:
+        """The default: a child process (spawned: a fork would copy Faust's threads and sockets)."""
+        return cls(
+            lambda: ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_child,
+                initargs=(config, os.getpid()),
+            )
+        )
+
+    @classmethod
+    def in_thread(cls, pipeline: Pipeline) -> PipelineRunner:
+        """A worker thread: for tests, tools and one-core machines."""
+        return cls(lambda: ThreadPoolExecutor(max_workers=1, initializer=_use, initargs=(pipeline,)))
+
+    async def process(self, messages: Sequence[RawMessage]) -> BatchResult:
+        return await self._run(_process, list(messages))
+
+    async def mark_published(self, event_ids: Sequence[str]) -> None:
+        await self._run(_mark_published, list(event_ids))
+
+    async def unpublished_transitions(self) -> list[Transition]:
+        return await self._run(_unpublished)
+
+    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+        """Raises what the call raised; the caller's retry loop handles it."""
+        if self._executor is None:
+            self._executor = self._start()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+        except BrokenProcessPool:
+            log.error("the pipeline process died; a new one starts with the next attempt")
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
