@@ -144,8 +144,11 @@ def _register_web(lifecycle: Lifecycle) -> None:
 
     @app.page("/metrics")
     async def metrics_page(self: Any, request: Any) -> Any:
+        # ?name[]=a&name[]=b selects series, as prometheus_client's own handler does: a cheap poll
+        names = request.query.getall("name[]", [])
+        source = registry.restricted_registry(names) if names else registry
         # the read-model collector runs SQL: keep it off the event loop
-        body = await asyncio.to_thread(generate_latest, registry)
+        body = await asyncio.to_thread(generate_latest, source)
         return self.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @app.page("/customers/{customer_id}")

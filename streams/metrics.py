@@ -224,6 +224,12 @@ class ReadModelCollector(Collector):
         self.quotas = quotas
         self.owner = owner or BoundedLabel(100)
 
+    def describe(self) -> Iterator[Metric]:
+        """Names without a query: lets ``/metrics?name[]=...`` skip the SQL when these are not asked for."""
+        yield GaugeMetricFamily("lifecycle_customers", "")
+        yield GaugeMetricFamily("lifecycle_tickets_open", "")
+        yield GaugeMetricFamily("lifecycle_quota_attainment_ratio", "")
+
     def collect(self) -> Iterator[Metric]:
         customers = GaugeMetricFamily("lifecycle_customers", "Customers by current lifecycle stage.", labels=["stage"])
         open_tickets = GaugeMetricFamily("lifecycle_tickets_open", "Tickets currently open.", labels=["channel"])

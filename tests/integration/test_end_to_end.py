@@ -142,6 +142,11 @@ def test_simulated_stream_with_duplicates_shuffle_and_bad_input(worker_env: dict
         assert metric_value(text, "lifecycle_revenue_won_total", currency="EUR") == pytest.approx(
             expected.revenue_won["EUR"]
         )
+        # ?name[]= selects series (a cheap poll), read-model gauges included when asked for
+        selected = http_get(worker.url + "/metrics?name[]=lifecycle_events_total&name[]=lifecycle_customers")[1]
+        families = {line.split()[2] for line in selected.decode().splitlines() if line.startswith("# TYPE")}
+        assert families == {"lifecycle_events_total", "lifecycle_customers"}
+        assert metric_value(selected.decode(), "lifecycle_events_total") == total
 
     engine = make_engine(settings.sqlalchemy_url)
     assert stage_counts(engine) == dict(expected.stages)
