@@ -447,7 +447,7 @@ def main() -> None:
         latencies: dict[str, float] = {}
         if "latency" in sections:
             rate = 0.5 * total / rows["product: SQLite"]["seconds"] if "product: SQLite" in rows else 1000.0
-            runs = [latency(bootstrap, topics, sqlite(), rate, 10_001) for _ in range(options.repeat)]
+            runs = [latency(bootstrap, topics, sqlite(), rate, 10_800) for _ in range(options.repeat)]
             latencies = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
         report(rows, latencies, total, options)
     finally:

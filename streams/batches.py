@@ -67,6 +67,7 @@ class BatchHandler:
         retry_max_seconds: float = 30.0,
     ) -> None:
         self.runner = runner
+        self._marking: set[asyncio.Future[None]] = set()  # strong references to the background marks
         self.metrics = metrics
         self.send_dead_letter = send_dead_letter
         self.send_transition = send_transition
@@ -88,7 +89,13 @@ class BatchHandler:
             return
         await self._retry("publish stage transitions", lambda: self._send_all(self.send_transition, transitions))
         ids = [t.event_id for t in transitions]
-        await self._retry("mark transitions published", lambda: self.runner.mark_published(ids))
+        # Not awaited: the batch's events may be acked meanwhile. Should the worker die before the mark
+        # is written, the next start publishes these transitions once more (at least once on the topic).
+        marking = asyncio.ensure_future(
+            self._retry("mark transitions published", lambda: self.runner.mark_published(ids))
+        )
+        self._marking.add(marking)
+        marking.add_done_callback(self._marking.discard)
 
     async def publish_outbox(self) -> int:
         """Transitions committed but not yet published (the worker died in between): publish them now."""

@@ -55,7 +55,9 @@ class Settings(BaseSettings):
 
     # --- Processing ----------------------------------------------------------------------------
     batch_max: int = Field(2000, ge=1, description="Events per database transaction, at most.")
-    batch_within: float = Field(0.05, gt=0, description="Seconds to wait for a batch to fill.")
+    batch_within: float = Field(
+        0.01, gt=0, description="Seconds the agent collects before handing over (the writer merges what waits)."
+    )
     at_risk_csat_threshold: float = Field(3.0, description="Mean of the last 3 CSAT scores below it: at_risk.")
     max_message_bytes: int = Field(65536, ge=1024, description="Larger messages are dead-lettered.")
     pipeline_process: bool = Field(

@@ -1,0 +1,105 @@
+"""Where a worker's time goes: py-spy on `lifecycle worker` (and its pipeline process) while it works
+through the benchmark stream on SQLite.
+
+    .venv/bin/python bench/profile.py --events 50000 --seconds 20
+
+Writes py-spy's collapsed stacks to bench/results/profile-raw.txt (any flamegraph tool renders them)
+and prints, per process, the share of sampled time by part of the system. Needs ptrace rights (root,
+or kernel.yama.ptrace_scope=0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from run import TOPICS, simulated, start_workers, worker_env  # noqa: E402
+
+from streams.broker import LocalKafka  # noqa: E402
+from streams.settings import Settings  # noqa: E402
+
+# (part, marker in the stack); the first match wins, in this order
+PARTS = [
+    ("waiting (idle)", ("select (selectors", "Condition.wait", "wait (multiprocessing", "recv (multiprocessing")),
+    ("process hand-over (pickle, pipes)", ("multiprocessing", "concurrent/futures")),
+    ("pipeline: decode + validate", ("decode_message",)),
+    ("pipeline: domain rules", ("Journeys.apply",)),
+    ("pipeline: SQL (SQLAlchemy + driver)", ("sqlalchemy",)),
+    ("Faust: consumer (fetch, drain, dispatch)", ("Fetcher._fetcher", "_drain_messages", "on_message")),
+    ("Faust: stream, take buffer, acks", ("_passive_drainer", "_c_aiter", "Stream.ack")),
+    ("ours: publish transitions / dead letters", ("publish_transitions", "_publish_dead_letters")),
+    ("ours: metrics", ("LifecycleMetrics.record",)),
+    ("ours: batch writer", ("BatchWriter", "BatchHandler")),
+    ("Kafka client (aiokafka)", ("aiokafka",)),
+]
+
+
+def summarize(raw: Path) -> str:
+    by_process: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        process = "pipeline process" if "spawn_main" in stack else "worker"
+        part = next((name for name, markers in PARTS if any(m in stack for m in markers)), "other")
+        by_process[process][part] += int(count)
+    lines = []
+    for process, parts in sorted(by_process.items(), reverse=True):
+        total = sum(parts.values())
+        lines.append(f"{process}: {total} samples")
+        lines += [f"  {100 * n / total:5.1f} %  {part}" for part, n in parts.most_common()]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--seconds", type=int, default=20)
+    options = parser.parse_args()
+
+    from streams.kafka_admin import ensure_topics
+    from streams.publisher import EventPublisher
+
+    broker = None
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or ""
+    if not bootstrap:
+        broker = LocalKafka(Path(tempfile.mkdtemp()) / "kafka").start()
+        bootstrap = broker.bootstrap_servers
+    try:
+        topics = [f"profile-{name}-{uuid.uuid4().hex[:8]}" for name in TOPICS]
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+        settings = Settings(topic_leads=topics[0], topic_deals=topics[1], topic_tickets=topics[2])
+        ensure_topics(settings, topics)
+        with EventPublisher(settings) as publisher:
+            for document in simulated(options.events):
+                publisher.publish(document)
+        worker = start_workers(worker_env(bootstrap, topics, f"sqlite:///{tempfile.mkdtemp()}/profile.db"), 1)[0]
+        raw = ROOT / "bench" / "results" / "profile-raw.txt"
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            time.sleep(5)  # start-up and the first rebalance are not what this profiles
+            spy = str(Path(sys.executable).with_name("py-spy"))
+            command = [spy, "record", "--pid", str(worker.pid), "--subprocesses", "--rate", "100",
+                       "--format", "raw", "--output", str(raw), "--duration", str(options.seconds)]  # fmt: skip
+            subprocess.run(command, check=True, capture_output=True)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(60)
+        print(summarize(raw))
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()
