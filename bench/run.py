@@ -373,6 +373,7 @@ def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get("LIFECYCLE_TEST_POSTGRES_URL"))
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
     parser.add_argument("--growth", default="10000,100000,1000000", help="stored customers for the growth rows")
+    parser.add_argument("--latency-rate", type=float, help="offered events/s (default: half the SQLite row's rate)")
     options = parser.parse_args()
     sections = set(options.sections.split(","))
 
@@ -446,7 +447,7 @@ def main() -> None:
                 rows[label] = {key: statistics.median(r[key] for r in runs) for key in ("seconds", "cpu", "rss")}
         latencies: dict[str, float] = {}
         if "latency" in sections:
-            rate = 0.5 * total / rows["product: SQLite"]["seconds"] if "product: SQLite" in rows else 1000.0
+            rate = options.latency_rate or 0.5 * total / rows["product: SQLite"]["seconds"]
             runs = [latency(bootstrap, topics, sqlite(), rate, 10_800) for _ in range(options.repeat)]
             latencies = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
         report(rows, latencies, total, options)
@@ -512,7 +513,7 @@ def report(
             "| end-to-end latency (publish -> committed and counted in /metrics) | offered events/s | events "
             "| p50 ms | p95 ms | p99 ms |",
             "|---|---|---|---|---|---|",
-            f"| product: SQLite, 50% of its throughput | {latencies['rate']:,.0f} | {latencies['events']:.0f} "
+            f"| product: SQLite | {latencies['rate']:,.0f} | {latencies['events']:.0f} "
             f"| {latencies['p50']:.0f} | {latencies['p95']:.0f} | {latencies['p99']:.0f} |",
         ]
     print("\n".join(lines))

@@ -1,7 +1,7 @@
 """Where a worker's time goes: py-spy on `lifecycle worker` (and its pipeline process) while it works
 through the benchmark stream on SQLite.
 
-    .venv/bin/python bench/profile.py --events 50000 --seconds 20
+    .venv/bin/python bench/profile_worker.py --events 50000 --seconds 15
 
 Writes py-spy's collapsed stacks to bench/results/profile-raw.txt (any flamegraph tool renders them)
 and prints, per process, the share of sampled time by part of the system. Needs ptrace rights (root,
@@ -30,13 +30,14 @@ from run import TOPICS, simulated, start_workers, worker_env  # noqa: E402
 from streams.broker import LocalKafka  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 
-# (part, marker in the stack); the first match wins, in this order
+# (part, markers in the stack); the first match wins, in this order: the pipeline's own parts first,
+# since every frame of the pipeline process sits under multiprocessing's
 PARTS = [
-    ("waiting (idle)", ("select (selectors", "Condition.wait", "wait (multiprocessing", "recv (multiprocessing")),
-    ("process hand-over (pickle, pipes)", ("multiprocessing", "concurrent/futures")),
     ("pipeline: decode + validate", ("decode_message",)),
     ("pipeline: domain rules", ("Journeys.apply",)),
     ("pipeline: SQL (SQLAlchemy + driver)", ("sqlalchemy",)),
+    ("waiting (idle)", ("select (selectors", "Condition.wait", "wait (multiprocessing", "recv (multiprocessing")),
+    ("process hand-over (pickle, pipes)", ("multiprocessing", "concurrent/futures")),
     ("Faust: consumer (fetch, drain, dispatch)", ("Fetcher._fetcher", "_drain_messages", "on_message")),
     ("Faust: stream, take buffer, acks", ("_passive_drainer", "_c_aiter", "Stream.ack")),
     ("ours: publish transitions / dead letters", ("publish_transitions", "_publish_dead_letters")),
