@@ -67,6 +67,15 @@ def fetch_kafka(deploy_dir: Path = KAFKA_DEPLOY_DIR) -> Path:
     return libs
 
 
+def new_cluster_id() -> str:
+    """A KRaft cluster id; never one starting with "-", which the storage tool reads as an option (Kafka's
+    own ``Uuid.randomUuid()`` rejects those too)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def _java() -> str:
     java_home = os.environ.get("JAVA_HOME")
     candidate = Path(java_home) / "bin" / "java" if java_home else None
@@ -149,7 +158,7 @@ class LocalKafka:
     def _format(self, config: Path) -> None:
         if (self.data_dir / "logs" / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = new_cluster_id()
         scram = [
             arg for mechanism, name, password in self.scram_users
             for arg in ("--add-scram", f"{mechanism}=[name={name},password={password}]")
