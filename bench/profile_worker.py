@@ -12,23 +12,18 @@ from __future__ import annotations
 
 import argparse
 import collections
-import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from run import TOPICS, simulated, start_workers, worker_env  # noqa: E402
-
-from streams.broker import LocalKafka  # noqa: E402
-from streams.settings import Settings  # noqa: E402
+from run import published_stream, start_workers, worker_env  # noqa: E402
 
 # (part, markers in the stack); the first match wins, in this order: the pipeline's own parts first,
 # since every frame of the pipeline process sits under multiprocessing's
@@ -68,22 +63,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=20)
     options = parser.parse_args()
 
-    from streams.kafka_admin import ensure_topics
-    from streams.publisher import EventPublisher
-
-    broker = None
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or ""
-    if not bootstrap:
-        broker = LocalKafka(Path(tempfile.mkdtemp()) / "kafka").start()
-        bootstrap = broker.bootstrap_servers
-    try:
-        topics = [f"profile-{name}-{uuid.uuid4().hex[:8]}" for name in TOPICS]
-        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
-        settings = Settings(topic_leads=topics[0], topic_deals=topics[1], topic_tickets=topics[2])
-        ensure_topics(settings, topics)
-        with EventPublisher(settings) as publisher:
-            for document in simulated(options.events):
-                publisher.publish(document)
+    with published_stream("profile", options.events) as (bootstrap, topics, _):
         worker = start_workers(worker_env(bootstrap, topics, f"sqlite:///{tempfile.mkdtemp()}/profile.db"), 1)[0]
         raw = ROOT / "bench" / "results" / "profile-raw.txt"
         raw.parent.mkdir(parents=True, exist_ok=True)
@@ -97,9 +77,6 @@ def main() -> None:
             worker.send_signal(signal.SIGTERM)
             worker.wait(60)
         print(summarize(raw))
-    finally:
-        if broker is not None:
-            broker.stop()
 
 
 if __name__ == "__main__":

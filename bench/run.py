@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -377,25 +377,7 @@ def main() -> None:
     options = parser.parse_args()
     sections = set(options.sections.split(","))
 
-    from streams.kafka_admin import ensure_topics
-    from streams.publisher import EventPublisher
-
-    broker = None
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or ""
-    if not bootstrap:
-        broker = LocalKafka(Path(tempfile.mkdtemp()) / "kafka").start()
-        bootstrap = broker.bootstrap_servers
-    try:
-        suffix = uuid.uuid4().hex[:8]
-        topics = [f"bench-{name}-{suffix}" for name in TOPICS]
-        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
-        settings = Settings(topic_leads=topics[0], topic_deals=topics[1], topic_tickets=topics[2])
-        ensure_topics(settings, topics)
-        events = simulated(options.events)
-        with EventPublisher(settings) as publisher:
-            for document in events:
-                publisher.publish(document)
-        total = len(events)
+    with published_stream("bench", options.events) as (bootstrap, topics, total):
         args = [bootstrap, ",".join(topics), str(total)]
 
         def sqlite() -> str:
@@ -451,6 +433,31 @@ def main() -> None:
             runs = [latency(bootstrap, topics, sqlite(), rate, 10_800) for _ in range(options.repeat)]
             latencies = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
         report(rows, latencies, total, options)
+
+
+@contextlib.contextmanager
+def published_stream(prefix: str, count: int) -> Iterator[tuple[str, list[str], int]]:
+    """KAFKA_BOOTSTRAP_SERVERS, or a broker of our own for the duration; fresh topics holding the seeded
+    stream of ``count`` events. Yields (bootstrap servers, topics, events published)."""
+    from streams.kafka_admin import ensure_topics
+    from streams.publisher import EventPublisher
+
+    broker = None
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or ""
+    if not bootstrap:
+        broker = LocalKafka(Path(tempfile.mkdtemp()) / "kafka").start()
+        bootstrap = broker.bootstrap_servers
+    try:
+        suffix = uuid.uuid4().hex[:8]
+        topics = [f"{prefix}-{name}-{suffix}" for name in TOPICS]
+        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+        settings = Settings(topic_leads=topics[0], topic_deals=topics[1], topic_tickets=topics[2])
+        ensure_topics(settings, topics)
+        events = simulated(count)
+        with EventPublisher(settings) as publisher:
+            for document in events:
+                publisher.publish(document)
+        yield bootstrap, topics, len(events)
     finally:
         if broker is not None:
             broker.stop()
