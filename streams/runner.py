@@ -61,29 +61,28 @@ def _start_child(config: PipelineConfig, parent: int) -> None:
     # and the child ends when the worker shuts it down or dies
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _use(config.build())
-
-
-def _use(pipeline: Pipeline) -> None:
     global _pipeline
-    _pipeline = pipeline
+    _pipeline = config.build()
 
 
-def _current() -> Pipeline:
-    assert _pipeline is not None, "the pipeline runner was not initialised"
+def _process(pipeline: Pipeline | None, messages: Sequence[RawMessage]) -> BatchResult:
+    return _resolve(pipeline).process(messages)
+
+
+def _mark_published(pipeline: Pipeline | None, event_ids: Sequence[str]) -> None:
+    _resolve(pipeline).repository.mark_published(event_ids)
+
+
+def _unpublished(pipeline: Pipeline | None) -> list[Transition]:
+    return [transition for _, transition in _resolve(pipeline).repository.unpublished_transitions()]
+
+
+def _resolve(pipeline: Pipeline | None) -> Pipeline:
+    """The thread runner passes its own pipeline; in the child it is None and the child's is used."""
+    if pipeline is not None:
+        return pipeline
+    assert _pipeline is not None, "the pipeline process was not initialised"
     return _pipeline
-
-
-def _process(messages: Sequence[RawMessage]) -> BatchResult:
-    return _current().process(messages)
-
-
-def _mark_published(event_ids: Sequence[str]) -> None:
-    _current().repository.mark_published(event_ids)
-
-
-def _unpublished() -> list[Transition]:
-    return [transition for _, transition in _current().repository.unpublished_transitions()]
 
 
 # --- the worker's side ---------------------------------------------------------------------------
@@ -91,8 +90,9 @@ class PipelineRunner:
     """Runs the pipeline's blocking calls one at a time on an executor: batches never overlap, so two
     batches never read and write the same customer at once."""
 
-    def __init__(self, start: Callable[[], Executor]) -> None:
+    def __init__(self, start: Callable[[], Executor], pipeline: Pipeline | None = None) -> None:
         self._start = start
+        self._pipeline = pipeline  # None: the executor's process holds its own
         self._executor: Executor | None = None
 
     @classmethod
@@ -110,7 +110,7 @@ class PipelineRunner:
     @classmethod
     def in_thread(cls, pipeline: Pipeline) -> PipelineRunner:
         """A worker thread: for tests, tools and one-core machines."""
-        return cls(lambda: ThreadPoolExecutor(max_workers=1, initializer=_use, initargs=(pipeline,)))
+        return cls(lambda: ThreadPoolExecutor(max_workers=1), pipeline)
 
     async def process(self, messages: Sequence[RawMessage]) -> BatchResult:
         return await self._run(_process, list(messages))
@@ -126,7 +126,7 @@ class PipelineRunner:
         if self._executor is None:
             self._executor = self._start()
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+            return await asyncio.get_running_loop().run_in_executor(self._executor, function, self._pipeline, *args)
         except BrokenProcessPool:
             log.error("the pipeline process died; a new one starts with the next attempt")
             self.close()
