@@ -31,6 +31,7 @@ PARTS = [
     ("pipeline: decode + validate", ("decode_message",)),
     ("pipeline: domain rules", ("Journeys.apply",)),
     ("pipeline: SQL (SQLAlchemy + driver)", ("sqlalchemy",)),
+    ("pipeline: batch logic (pipeline, repository)", ("Pipeline.process", "Repository.")),
     ("waiting (idle)", ("select (selectors", "Condition.wait", "wait (multiprocessing", "recv (multiprocessing")),
     ("process hand-over (pickle, pipes)", ("multiprocessing", "concurrent/futures")),
     ("Faust: consumer (fetch, drain, dispatch)", ("Fetcher._fetcher", "_drain_messages", "on_message")),

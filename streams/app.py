@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from faust.sensors.prometheus import FaustMetrics
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import Engine
 
@@ -27,7 +27,9 @@ from streams.kafka_admin import ensure_topics
 from streams.metrics import LifecycleMetrics, Quotas, ReadModelCollector
 from streams.queries import customer_journey
 from streams.runner import PipelineConfig, PipelineRunner
+from streams.sensors import WorkerMonitor
 from streams.settings import Settings
+from streams.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +93,9 @@ def build(settings: Settings | None = None, *, registry: CollectorRegistry | Non
         autodiscover=False,
         logging_config=None,
     )
-    app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(registry, "faust"))
+    # before anything touches app.topics, which would build Faust's default transport
+    app.transport = Transport(app.conf.broker_consumer, app, fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms)
+    app.monitor = WorkerMonitor(metrics=FaustMetrics.create(registry, "faust"))
     metrics = LifecycleMetrics(registry, max_owner_labels=settings.max_owner_labels)
     metrics.create_known_children(settings.source_topics.values(), EVENT_TOPICS)
     quotas = Quotas.load(settings.quota_file) if settings.quota_file else None

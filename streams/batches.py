@@ -1,8 +1,9 @@
 """The async side of a batch: run the pipeline off the event loop, retry what failed, publish results.
 
 Order matters for the delivery promise: (1) the database transaction commits state with its dedup
-records; (2) dead letters and stage transitions are on Kafka; (3) metrics count; only then does the
-:class:`BatchWriter` ack the batch's events, so an offset is never committed for unwritten work.
+records; (2) metrics count what is committed; (3) dead letters and stage transitions are on Kafka;
+only then does the :class:`BatchWriter` ack the batch's events, so an offset is never committed for
+unwritten or unpublished work.
 """
 
 from __future__ import annotations
@@ -73,16 +74,16 @@ class BatchHandler:
         self.send_transition = send_transition
         self.retry_max_seconds = retry_max_seconds
 
-    async def handle(self, events: Sequence[Any]) -> BatchResult:
-        """Never raises on input; waits out infrastructure faults."""
-        return await self.handle_messages([raw_message(event) for event in events])
+    async def write(self, events: Sequence[Any]) -> BatchResult:
+        """The database step of a batch. Never raises on input; waits out infrastructure faults."""
+        messages = [raw_message(event) for event in events]
+        return await self._retry("write batch to the database", lambda: self.runner.process(messages))
 
-    async def handle_messages(self, messages: Sequence[RawMessage]) -> BatchResult:
-        result = await self._retry("write batch to the database", lambda: self.runner.process(messages))
+    async def publish(self, result: BatchResult) -> None:
+        """The metrics and Kafka step: the batch is counted, dead letters and transitions go out."""
+        self.metrics.record(result)  # counted once committed: publishing can wait out a broker outage
         await self._retry("publish dead letters", lambda: self._publish_dead_letters(result.dead_letters))
         await self.publish_transitions(result.transitions)
-        self.metrics.record(result)
-        return result
 
     async def publish_transitions(self, transitions: Sequence[Transition]) -> None:
         if not transitions:
@@ -163,6 +164,7 @@ class BatchWriter:
         self._changed = asyncio.Condition()
         self._writing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._publishing: asyncio.Future[None] | None = None
 
     async def put(self, events: Sequence[Any]) -> None:
         """Queue collected events; waits while the writer is ``max_pending`` events behind."""
@@ -174,6 +176,8 @@ class BatchWriter:
             self._changed.notify_all()
 
     async def run(self) -> None:
+        """Two steps in flight: batch N is published and acked here while batch N+1 is written in the
+        pipeline process. Publishing stays in batch order, so transitions and acks do too."""
         while True:
             async with self._changed:
                 await self._changed.wait_for(lambda: bool(self._pending))
@@ -181,10 +185,20 @@ class BatchWriter:
                 async with self._changed:
                     batch = [self._pending.popleft() for _ in range(min(self.batch_max, len(self._pending)))]
                     self._changed.notify_all()
-                if batch:
-                    await self.handler.handle(batch)
-                    for event in batch:
-                        await self.ack(event)
+                result = await self.handler.write(batch)
+                await self._published()
+                self._publishing = asyncio.ensure_future(self._publish_and_ack(batch, result))
+
+    async def _publish_and_ack(self, batch: Sequence[Any], result: BatchResult) -> None:
+        await self.handler.publish(result)
+        for event in batch:
+            await self.ack(event)
+
+    async def _published(self) -> None:
+        """Waits for the batch being published; raises what it raised (a bug: the agent restarts)."""
+        if self._publishing is not None:
+            publishing, self._publishing = self._publishing, None
+            await publishing
 
     async def on_partitions_revoked(self, revoked: Collection[Any]) -> None:
         """Queued events of revoked partitions go back to Kafka (unacked: their new owner gets them), and
@@ -195,14 +209,15 @@ class BatchWriter:
             self._pending.extend(kept)
             self._changed.notify_all()
         async with self._writing:
-            pass
+            await self._published()
 
     async def __aenter__(self) -> BatchWriter:
         self._task = asyncio.ensure_future(self.run())
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._publishing):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

@@ -80,6 +80,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         flush=True,
     )
     worker = Worker(lifecycle.app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    # Faust's start-up spinner sets the root logger to DEBUG to spin on every record: every library's
+    # debug line would then be built and handled (aiokafka logs each message it sends)
+    worker.spinner = None
     worker.execute_from_commandline()
     return 0
 

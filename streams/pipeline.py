@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from sqlalchemy.orm import Session
 
@@ -20,9 +21,9 @@ from streams.domain.journey import Applied, ConflictingEvent, Observation, Outco
 INVALID_TYPE = "invalid"
 
 
-# no __slots__ here: these cross to and from the pipeline process, and slotted dataclasses pickle slowly
-@dataclass(frozen=True)
-class RawMessage:
+class RawMessage(NamedTuple):
+    """Crosses to the pipeline process as a plain tuple (``streams.runner``)."""
+
     topic: str
     partition: int
     offset: int
@@ -31,6 +32,7 @@ class RawMessage:
     headers: Sequence[tuple[str, bytes]] = ()
 
 
+# no __slots__ on what crosses the process boundary: a slotted dataclass pickles through fields(), slowly
 @dataclass(frozen=True)
 class DeadLetter:
     message: RawMessage

@@ -25,8 +25,8 @@ from typing import Any, TypeVar
 
 from streams.db.engine import make_engine
 from streams.db.repository import Repository
-from streams.domain.journey import Transition
-from streams.pipeline import BatchResult, Pipeline, RawMessage
+from streams.domain.journey import Observation, Outcome, Transition
+from streams.pipeline import BatchResult, DeadLetter, Pipeline, RawMessage
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
@@ -65,8 +65,18 @@ def _start_child(config: PipelineConfig, parent: int) -> None:
     _pipeline = config.build()
 
 
-def _process(pipeline: Pipeline | None, messages: Sequence[RawMessage]) -> BatchResult:
-    return _resolve(pipeline).process(messages)
+# What crosses the process boundary travels as plain tuples: pickle handles a tuple in a fraction of
+# the time it needs for an instance of a class (NamedTuple or dataclass), and it does so per event.
+PlainMessage = tuple[str, int, int, bytes | None, bytes | None, Sequence[tuple[str, bytes]]]
+PlainResult = tuple[
+    list[DeadLetter], list[Transition], list[tuple[str, tuple[str, ...], float]], list[tuple[str, str, Outcome]]
+]
+
+
+def _process(pipeline: Pipeline | None, messages: Sequence[PlainMessage]) -> PlainResult:
+    result = _resolve(pipeline).process([RawMessage._make(message) for message in messages])
+    observations: list[tuple[str, tuple[str, ...], float]] = [tuple(o) for o in result.observations]  # type: ignore[misc]
+    return result.dead_letters, result.transitions, observations, result.outcomes
 
 
 def _mark_published(pipeline: Pipeline | None, event_ids: Sequence[str]) -> None:
@@ -113,7 +123,9 @@ class PipelineRunner:
         return cls(lambda: ThreadPoolExecutor(max_workers=1), pipeline)
 
     async def process(self, messages: Sequence[RawMessage]) -> BatchResult:
-        return await self._run(_process, list(messages))
+        plain = [tuple(message) for message in messages]
+        dead_letters, transitions, observations, outcomes = await self._run(_process, plain)
+        return BatchResult(dead_letters, transitions, [Observation._make(o) for o in observations], outcomes)
 
     async def mark_published(self, event_ids: Sequence[str]) -> None:
         await self._run(_mark_published, list(event_ids))

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 from streams.contract import Event
 from streams.domain.stages import RECENT_CSAT_WINDOW, Stage, decide_stage
@@ -29,16 +30,17 @@ class ConflictingEvent(Exception):
     """A valid event that contradicts stored state (e.g. a deal id owned by another customer)."""
 
 
-# no __slots__ on what crosses the process boundary: a slotted dataclass pickles through fields(), slowly
-@dataclass(frozen=True)
-class Observation:
-    """A fact for the metrics: ``name`` says which, ``labels`` in the metric's label order."""
+class Observation(NamedTuple):
+    """A fact for the metrics: ``name`` says which, ``labels`` in the metric's label order.
+
+    Crosses back from the pipeline process as a plain tuple (``streams.runner``)."""
 
     name: str
     labels: tuple[str, ...] = ()
     value: float = 1.0
 
 
+# no __slots__ on what crosses the process boundary: a slotted dataclass pickles through fields(), slowly
 @dataclass(frozen=True)
 class Transition:
     customer_id: str
