@@ -93,9 +93,7 @@ def build(settings: Settings | None = None, *, registry: CollectorRegistry | Non
         autodiscover=False,
         logging_config=None,
     )
-    # before anything touches app.topics, which would build Faust's default transport
-    app.transport = Transport(app.conf.broker_consumer, app, fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms)
-    app.monitor = WorkerMonitor(metrics=FaustMetrics.create(registry, "faust"))
+    use_lean_faust(app, registry, fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms)
     metrics = LifecycleMetrics(registry, max_owner_labels=settings.max_owner_labels)
     metrics.create_known_children(settings.source_topics.values(), EVENT_TOPICS)
     quotas = Quotas.load(settings.quota_file) if settings.quota_file else None
@@ -132,6 +130,23 @@ def build(settings: Settings | None = None, *, registry: CollectorRegistry | Non
             log.info("published %d stage transitions left over from before a restart", count)
 
     return lifecycle
+
+
+def use_lean_faust(app: faust.App, registry: CollectorRegistry, *, fetch_max_wait_ms: int) -> None:
+    """Our consumer (``streams.transport``) and sensors (``streams.sensors``) instead of Faust's.
+
+    Call before anything touches ``app.topics``, which would build Faust's default transport."""
+    assert app._transport is None, "app.transport was built already"
+    app.transport = Transport(app.conf.broker_consumer, app, fetch_max_wait_ms=fetch_max_wait_ms)
+    app.monitor = WorkerMonitor(metrics=FaustMetrics.create(registry, "faust"))
+
+
+def faust_worker(app: faust.App, loglevel: str) -> faust.Worker:
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    # Faust's start-up spinner sets the root logger to DEBUG to spin on every record: every library's
+    # debug line would then be built and handled (aiokafka logs each message it sends)
+    worker.spinner = None
+    return worker
 
 
 def _delivering(app: faust.App, topic: str) -> Send:

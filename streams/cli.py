@@ -65,9 +65,7 @@ def cmd_fetch_kafka(args: argparse.Namespace) -> int:
 
 # --- worker ------------------------------------------------------------------------------------
 def cmd_worker(args: argparse.Namespace) -> int:
-    from faust import Worker
-
-    from streams.app import build, prepare_infrastructure
+    from streams.app import build, faust_worker, prepare_infrastructure
 
     settings = _settings()
     prepare_infrastructure(settings)
@@ -79,11 +77,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         f"metrics and API on http://{settings.web_host}:{settings.web_port}/",
         flush=True,
     )
-    worker = Worker(lifecycle.app, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
-    # Faust's start-up spinner sets the root logger to DEBUG to spin on every record: every library's
-    # debug line would then be built and handled (aiokafka logs each message it sends)
-    worker.spinner = None
-    worker.execute_from_commandline()
+    faust_worker(lifecycle.app, settings.log_level).execute_from_commandline()
     return 0
 
 
