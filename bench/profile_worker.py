@@ -71,12 +71,12 @@ def main() -> None:
         try:
             time.sleep(5)  # start-up and the first rebalance are not what this profiles
             spy = str(Path(sys.executable).with_name("py-spy"))
-            command = [spy, "record", "--pid", str(worker.pid), "--subprocesses", "--rate", "100",
+            command = [spy, "record", "--pid", str(worker.process.pid), "--subprocesses", "--rate", "100",
                        "--format", "raw", "--output", str(raw), "--duration", str(options.seconds)]  # fmt: skip
             subprocess.run(command, check=True, capture_output=True)
         finally:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(60)
+            worker.process.send_signal(signal.SIGTERM)
+            worker.process.wait(60)
         print(summarize(raw))
 
 

@@ -25,6 +25,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -160,17 +161,33 @@ def worker_env(bootstrap: str, topics: list[str], database_url: str, **overrides
     }
 
 
-def start_workers(env: dict[str, str], count: int) -> list[subprocess.Popen[bytes]]:
+@dataclass
+class BenchWorker:
+    process: subprocess.Popen[bytes]
+    port: int
+
+    def counted(self) -> int:
+        """Events the worker has committed and counted (all outcomes); 0 until its web server answers."""
+        url = f"http://127.0.0.1:{self.port}/metrics?name[]=lifecycle_events_total"
+        try:
+            return int(metric_value(http_get(url)[1].decode(), "lifecycle_events_total"))
+        except OSError:
+            return 0
+
+
+def start_workers(env: dict[str, str], count: int) -> list[BenchWorker]:
     lifecycle = str(Path(sys.executable).with_name("lifecycle"))
-    return [
-        subprocess.Popen(
+    workers = []
+    for _ in range(count):
+        port = free_port()
+        process = subprocess.Popen(
             [lifecycle, "worker"],
-            env={**env, "LIFECYCLE_WEB_PORT": str(free_port())},
+            env={**env, "LIFECYCLE_WEB_PORT": str(port)},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        for _ in range(count)
-    ]
+        workers.append(BenchWorker(process, port))
+    return workers
 
 
 def product(
@@ -183,31 +200,17 @@ def product(
     window: tuple[float, float] = (0.0, 1.0),
 ) -> dict[str, float]:
     """``window``: measure between these shares of the events done (the scaling rows use 10-90 %, so
-    the second worker's join and the rebalance it causes stay out of both the 1- and 2-worker figure)."""
-    from sqlalchemy import func, select
-    from sqlalchemy.orm import Session
-
-    from streams.db.engine import make_engine
-    from streams.db.models import ProcessedEvent
-
+    the second worker's join and the rebalance it causes stay out of both the 1- and 2-worker figure).
+    Progress is the workers' own ``lifecycle_events_total``, counted once a batch is committed: a
+    ``count(*)`` of processed events would cost the database more with every stored event."""
     overrides = {"LIFECYCLE_PIPELINE_PROCESS": "false"} if in_thread else {}
-    env = worker_env(bootstrap, topics, database_url, **overrides)
-    engine = make_engine(database_url)
-    with Session(engine) as session:
-        already = (
-            int(session.scalar(select(func.count()).select_from(ProcessedEvent)) or 0) if _has_schema(engine) else 0
-        )
-    processes = start_workers(env, workers)
-    usages = [TreeUsage(process.pid) for process in processes]
+    running = start_workers(worker_env(bootstrap, topics, database_url, **overrides), workers)
+    usages = [TreeUsage(worker.process.pid) for worker in running]
     started, ended = 0.0, 0.0
     first, last = max(1, int(window[0] * total)), int(window[1] * total)
     try:
         while True:
-            try:
-                with Session(engine) as session:
-                    done = int(session.scalar(select(func.count()).select_from(ProcessedEvent)) or 0) - already
-            except Exception:
-                done = 0
+            done = sum(worker.counted() for worker in running)
             now = time.perf_counter()
             if done >= first and not started:
                 started = now
@@ -217,21 +220,15 @@ def product(
                 ended = now
             if done >= total:
                 break
-            time.sleep(0.05)  # polling the database, the only view into the workers' progress
+            time.sleep(0.05)  # polling the workers, the only view into their progress
         # scaled to the whole stream, so the table's events/s column stays total / seconds
         elapsed = (ended - started) * total / max(1, last - first)
     finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait(60)
+        for worker in running:
+            worker.process.terminate()
+        for worker in running:
+            worker.process.wait(60)
     return {"seconds": elapsed, "cpu": sum(u.cpu for u in usages), "rss": max(u.rss for u in usages)}
-
-
-def _has_schema(engine: Any) -> bool:
-    from sqlalchemy import inspect
-
-    return bool(inspect(engine).has_table("processed_events"))
 
 
 def latency(bootstrap: str, topics: list[str], database_url: str, rate: float, count: int) -> dict[str, float]:
@@ -253,20 +250,14 @@ def latency(bootstrap: str, topics: list[str], database_url: str, rate: float, c
     ensure_topics(settings, fresh)
     events = simulated(count, seed=2)
     worker = start_workers(env, 1)[0]
-    port = None
     try:
-        port = int(_port_of(worker, env))
-        url = f"http://127.0.0.1:{port}/metrics?name[]=lifecycle_events_total"
-
-        def counted() -> int:
-            return int(metric_value(http_get(url)[1].decode(), "lifecycle_events_total"))
-
         while True:  # the worker's web server answers once it runs; then let it join the group
             try:
-                counted()
+                http_get(f"http://127.0.0.1:{worker.port}/healthz")
                 break
             except OSError:
                 time.sleep(0.2)
+        counted = worker.counted
         published: list[float] = []
         seen: list[tuple[float, int]] = []
         stop = threading.Event()
@@ -298,8 +289,8 @@ def latency(bootstrap: str, topics: list[str], database_url: str, rate: float, c
         watcher.join(600)
         stop.set()
     finally:
-        worker.terminate()
-        worker.wait(60)
+        worker.process.terminate()
+        worker.process.wait(60)
     latencies = []
     position = 0
     for k, sent in enumerate(published, start=2):  # the warm-up event was number 1
@@ -314,12 +305,6 @@ def latency(bootstrap: str, topics: list[str], database_url: str, rate: float, c
         return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000
 
     return {"events": len(latencies), "rate": rate, "p50": quantile(0.50), "p95": quantile(0.95), "p99": quantile(0.99)}
-
-
-def _port_of(worker: subprocess.Popen[bytes], env: dict[str, str]) -> str:
-    # start_workers picked the port into the child's environment; read it back from /proc
-    environ = Path(f"/proc/{worker.pid}/environ").read_bytes().split(b"\0")
-    return next(item.split(b"=", 1)[1].decode() for item in environ if item.startswith(b"LIFECYCLE_WEB_PORT="))
 
 
 def simulated(count: int, seed: int = 1) -> list[dict[str, Any]]:
