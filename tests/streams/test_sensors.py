@@ -17,8 +17,8 @@ def test_lag_series_are_kept_and_per_message_sensors_do_nothing() -> None:
     message = Message("leads", 2, 7, 0.0, 0, [], b"k", b"v", None, tp=LEADS)
 
     monitor.on_message_in(LEADS, 7, message)
-    state = monitor.on_stream_event_in(LEADS, 7, object(), object())  # type: ignore[arg-type]
-    monitor.on_stream_event_out(LEADS, 7, object(), object(), state)  # type: ignore[arg-type]
+    monitor.on_stream_event_in(LEADS, 7, object(), object())
+    monitor.on_stream_event_out(LEADS, 7, object(), object(), None)
     monitor.on_message_out(LEADS, 7, message)
     monitor.track_tp_end_offset(LEADS, 120)
     monitor.on_tp_commit({LEADS: 100})

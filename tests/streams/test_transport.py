@@ -18,7 +18,7 @@ from faust.types import TP, Message
 from prometheus_client import CollectorRegistry
 
 from streams.app import faust_worker, use_lean_faust
-from streams.transport import Consumer
+from streams.transport import Consumer, Transport
 
 LEADS = TP("leads", 0)
 
@@ -47,7 +47,7 @@ def test_the_overridden_faust_and_aiokafka_code_is_the_reviewed_version() -> Non
 def test_the_fetch_wait_setting_reaches_aiokafka(app: faust.App) -> None:
     async def created() -> aiokafka.AIOKafkaConsumer:
         consumer = app.consumer
-        assert isinstance(consumer, Consumer)
+        assert isinstance(consumer, Consumer) and isinstance(app.transport, Transport)
         return consumer._thread._create_worker_consumer(app.transport)
 
     kafka_consumer = asyncio.run(created())
