@@ -7,6 +7,7 @@ SQLAlchemy with bound parameters.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 from collections.abc import Collection, Iterable, Iterator, Sequence
@@ -89,12 +90,13 @@ def _select_states(
             yield cls(*row)
 
 
-# PostgreSQL, for the loads only: psycopg prepares a statement run 5 times, and the server may then keep
-# a generic plan made while the table was small, a sequential scan of processed_events that gets
-# slower with every event (550 ms a batch after 50,000 events, measured). The writes by primary key
-# keep their generic plans: planned once, an index lookup.
 _CUSTOM_PLANS = select(func.set_config("plan_cache_mode", "force_custom_plan", True))  # = SET LOCAL
 _AUTO_PLANS = select(func.set_config("plan_cache_mode", "auto", True))
+_MARK_PUBLISHED = (
+    update(_table(StageTransition))
+    .where(_table(StageTransition).c.event_id.in_(bindparam("values", expanding=True)))
+    .values(published=True)
+)
 _INSERT_PROCESSED_FROM_ARRAY = insert(_table(ProcessedEvent)).from_select(
     ["event_id"], select(func.unnest(bindparam("ids", type_=ARRAY(String))))
 )
@@ -104,6 +106,21 @@ class Repository:
     def __init__(self, engine: Engine, *, at_risk_threshold: float = 3.0) -> None:
         self.engine = engine
         self.at_risk_threshold = at_risk_threshold
+        self._postgresql = engine.dialect.name == "postgresql"
+
+    @contextlib.contextmanager
+    def _planned_per_run(self, session: Session) -> Iterator[None]:
+        """Statements selecting by an ``IN`` list, on PostgreSQL: psycopg prepares a statement run 5 times,
+        and the server may then keep a generic plan made while the table was small, a sequential scan
+        that gets slower with every event (550 ms a batch in processed_events after 50,000 events,
+        measured). The writes by primary key keep their generic plans: planned once, an index lookup.
+        Scoped to the transaction (``SET LOCAL``): a rollback ends it too."""
+        if not self._postgresql:
+            yield
+            return
+        session.execute(_CUSTOM_PLANS)
+        yield
+        session.execute(_AUTO_PLANS)
 
     def load(
         self,
@@ -114,25 +131,21 @@ class Repository:
         deal_ids: Collection[str],
         ticket_ids: Collection[str],
     ) -> WorkingSet:
-        custom_plans = session.get_bind().dialect.name == "postgresql"
-        if custom_plans:
-            session.execute(_CUSTOM_PLANS)
-        seen: set[str] = set()
-        processed = _select_in(ProcessedEvent, ("event_id",), "event_id")
-        for chunk in _chunks(event_ids):
-            seen.update(session.scalars(processed, {"values": chunk}))
-        customers: dict[str, CustomerState] = {}
-        for state in _select_states(session, Customer, CustomerState, "customer_id", customer_ids):
-            state.stage = Stage(state.stage) if state.stage else None
-            state.recent_csat = [(str(a), str(b), int(c)) for a, b, c in state.recent_csat or []]
-            customers[state.customer_id] = state
-        # every deal of the batch's customers: the stage rule needs them all
-        deals = {d.deal_id: d for d in _select_states(session, Deal, DealState, "customer_id", customer_ids)}
-        for deal in _select_states(session, Deal, DealState, "deal_id", set(deal_ids) - deals.keys()):
-            deals[deal.deal_id] = deal
-        tickets = {t.ticket_id: t for t in _select_states(session, Ticket, TicketState, "ticket_id", ticket_ids)}
-        if custom_plans:
-            session.execute(_AUTO_PLANS)
+        with self._planned_per_run(session):
+            seen: set[str] = set()
+            processed = _select_in(ProcessedEvent, ("event_id",), "event_id")
+            for chunk in _chunks(event_ids):
+                seen.update(session.scalars(processed, {"values": chunk}))
+            customers: dict[str, CustomerState] = {}
+            for state in _select_states(session, Customer, CustomerState, "customer_id", customer_ids):
+                state.stage = Stage(state.stage) if state.stage else None
+                state.recent_csat = [(str(a), str(b), int(c)) for a, b, c in state.recent_csat or []]
+                customers[state.customer_id] = state
+            # every deal of the batch's customers: the stage rule needs them all
+            deals = {d.deal_id: d for d in _select_states(session, Deal, DealState, "customer_id", customer_ids)}
+            for deal in _select_states(session, Deal, DealState, "deal_id", set(deal_ids) - deals.keys()):
+                deals[deal.deal_id] = deal
+            tickets = {t.ticket_id: t for t in _select_states(session, Ticket, TicketState, "ticket_id", ticket_ids)}
         journeys = Journeys(customers, deals, tickets, at_risk_threshold=self.at_risk_threshold)
         return WorkingSet(journeys, seen, set(customers), set(deals), set(tickets))
 
@@ -149,7 +162,7 @@ class Repository:
         self._upsert(session, Deal, journeys.deals, journeys.changed_deals, working.existing_deals)
         self._upsert(session, Ticket, journeys.tickets, journeys.changed_tickets, working.existing_tickets)
         ids = list(processed_event_ids)
-        if ids and session.get_bind().dialect.name == "postgresql":
+        if ids and self._postgresql:
             # one statement for the batch: as many single-row inserts cost the server several times more
             session.execute(_INSERT_PROCESSED_FROM_ARRAY, {"ids": ids})
         elif ids:
@@ -211,8 +224,6 @@ class Repository:
             ]
 
     def mark_published(self, event_ids: Sequence[str]) -> None:
-        with Session(self.engine) as session, session.begin():
+        with Session(self.engine) as session, session.begin(), self._planned_per_run(session):
             for chunk in _chunks(event_ids):
-                session.execute(
-                    update(StageTransition).where(StageTransition.event_id.in_(chunk)).values(published=True)
-                )
+                session.execute(_MARK_PUBLISHED, {"values": chunk})
