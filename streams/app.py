@@ -15,7 +15,7 @@ from typing import Any
 
 import faust
 from faust.sensors.prometheus import FaustMetrics
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, disable_created_metrics, generate_latest
 from sqlalchemy import Engine
 
 from agents.ingest import register_ingest
@@ -68,6 +68,9 @@ def _broker_credentials(settings: Settings) -> Any:
 def build(settings: Settings | None = None, *, registry: CollectorRegistry | None = None) -> Lifecycle:
     settings = settings or Settings()
     registry = registry if registry is not None else CollectorRegistry()
+    # no `*_created` series: unused by the dashboards and alerts, they were 30 % of a scrape's text and
+    # half of its rendering time (process-wide switch of prometheus_client, hence here, at the root)
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.sqlalchemy_url)
     app = faust.App(

@@ -68,16 +68,18 @@ class BatchHandler:
         retry_max_seconds: float = 30.0,
     ) -> None:
         self.runner = runner
-        self._marking: set[asyncio.Future[None]] = set()  # strong references to the background marks
         self.metrics = metrics
         self.send_dead_letter = send_dead_letter
         self.send_transition = send_transition
         self.retry_max_seconds = retry_max_seconds
+        self._unmarked: list[str] = []  # transitions on Kafka, not yet recorded as published
 
     async def write(self, events: Sequence[Any]) -> BatchResult:
-        """The database step of a batch. Never raises on input; waits out infrastructure faults."""
+        """The database step of a batch. Never raises on input; waits out infrastructure faults. The
+        transitions published since the last write are recorded as published in the same transaction."""
         messages = [raw_message(event) for event in events]
-        return await self._retry("write batch to the database", lambda: self.runner.process(messages))
+        published, self._unmarked = self._unmarked, []
+        return await self._retry("write batch to the database", lambda: self.runner.process(messages, published))
 
     async def publish(self, result: BatchResult) -> None:
         """The metrics and Kafka step: the batch is counted, dead letters and transitions go out."""
@@ -86,22 +88,23 @@ class BatchHandler:
         await self.publish_transitions(result.transitions)
 
     async def publish_transitions(self, transitions: Sequence[Transition]) -> None:
-        if not transitions:
-            return
-        await self._retry("publish stage transitions", lambda: self._send_all(self.send_transition, transitions))
-        ids = [t.event_id for t in transitions]
-        # Not awaited: the batch's events may be acked meanwhile. Should the worker die before the mark
-        # is written, the next start publishes these transitions once more (at least once on the topic).
-        marking = asyncio.ensure_future(
-            self._retry("mark transitions published", lambda: self.runner.mark_published(ids))
-        )
-        self._marking.add(marking)
-        marking.add_done_callback(self._marking.discard)
+        """Should the worker die before the next write records them, the next start publishes these
+        transitions once more (at least once on the topic)."""
+        if transitions:
+            await self._retry("publish stage transitions", lambda: self._send_all(self.send_transition, transitions))
+            self._unmarked.extend(t.event_id for t in transitions)
+
+    async def mark_published(self) -> None:
+        """Records published transitions now, in a transaction of their own: for when no batch follows."""
+        if self._unmarked:
+            published, self._unmarked = self._unmarked, []
+            await self._retry("mark transitions published", lambda: self.runner.process((), published))
 
     async def publish_outbox(self) -> int:
         """Transitions committed but not yet published (the worker died in between): publish them now."""
         pending = await self.runner.unpublished_transitions()
         await self.publish_transitions(pending)
+        await self.mark_published()
         return len(pending)
 
     async def _publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
@@ -193,6 +196,8 @@ class BatchWriter:
         await self.handler.publish(result)
         for event in batch:
             await self.ack(event)
+        if not self._pending and not self._writing.locked():  # idle: no next batch records the marks
+            await self.handler.mark_published()
 
     async def _published(self) -> None:
         """Waits for the batch being published; raises what it raised (a bug: the agent restarts)."""

@@ -62,7 +62,9 @@ class Pipeline:
         self.contract_topic = {configured: contract for contract, configured in source_topics.items()}
         self.max_message_bytes = max_message_bytes
 
-    def process(self, messages: Sequence[RawMessage]) -> BatchResult:
+    def process(self, messages: Sequence[RawMessage], *, published: Sequence[str] = ()) -> BatchResult:
+        """``published``: event ids of transitions now on the ``lifecycle`` topic; recorded in this batch's
+        transaction, so the outbox costs no transaction of its own."""
         result = BatchResult()
         valid: list[tuple[RawMessage, Event]] = []
         batch_ids: set[str] = set()
@@ -82,41 +84,43 @@ class Pipeline:
                 continue
             batch_ids.add(event.event_id)
             valid.append((message, event))
-        if valid:
-            self._apply(valid, result)
+        if valid or published:
+            with Session(self.repository.engine) as session, session.begin():
+                self.repository.mark_published(session, published)
+                if valid:
+                    self._apply(session, valid, result)
         return result
 
-    def _apply(self, valid: list[tuple[RawMessage, Event]], result: BatchResult) -> None:
+    def _apply(self, session: Session, valid: list[tuple[RawMessage, Event]], result: BatchResult) -> None:
         processed_ids: list[str] = []
         now = datetime.now(UTC).replace(tzinfo=None)
-        with Session(self.repository.engine) as session, session.begin():
-            working = self.repository.load(
-                session,
-                event_ids=[event.event_id for _, event in valid],
-                customer_ids={event.customer_id for _, event in valid},
-                deal_ids={event.data["deal_id"] for _, event in valid if "deal_id" in event.data},
-                ticket_ids={event.data["ticket_id"] for _, event in valid if "ticket_id" in event.data},
-            )
-            for message, event in valid:
-                if event.event_id in working.seen_event_ids:
-                    result.outcomes.append((message.topic, event.type, Outcome.DUPLICATE))
-                    continue
-                try:
-                    applied: Applied = working.journeys.apply(event)
-                except ConflictingEvent as exc:
-                    self._dead_letter(result, message, "conflict", str(exc), event.type)
-                    continue
-                result.outcomes.append((message.topic, event.type, applied.outcome))
-                # a repeated fact under a new event id (second deal.won) is remembered too: its replay is a duplicate
-                processed_ids.append(event.event_id)
-                if applied.outcome is Outcome.PROCESSED:
-                    result.observations.extend(applied.observations)
-                    result.observations.append(
-                        Observation("event_delay", (), max(0.0, (now - event.occurred_at).total_seconds()))
-                    )
-                    if applied.transition is not None:
-                        result.transitions.append(applied.transition)
-            self.repository.save(session, working, processed_event_ids=processed_ids, transitions=result.transitions)
+        working = self.repository.load(
+            session,
+            event_ids=[event.event_id for _, event in valid],
+            customer_ids={event.customer_id for _, event in valid},
+            deal_ids={event.data["deal_id"] for _, event in valid if "deal_id" in event.data},
+            ticket_ids={event.data["ticket_id"] for _, event in valid if "ticket_id" in event.data},
+        )
+        for message, event in valid:
+            if event.event_id in working.seen_event_ids:
+                result.outcomes.append((message.topic, event.type, Outcome.DUPLICATE))
+                continue
+            try:
+                applied: Applied = working.journeys.apply(event)
+            except ConflictingEvent as exc:
+                self._dead_letter(result, message, "conflict", str(exc), event.type)
+                continue
+            result.outcomes.append((message.topic, event.type, applied.outcome))
+            # a repeated fact under a new event id (second deal.won) is remembered too: its replay is a duplicate
+            processed_ids.append(event.event_id)
+            if applied.outcome is Outcome.PROCESSED:
+                result.observations.extend(applied.observations)
+                result.observations.append(
+                    Observation("event_delay", (), max(0.0, (now - event.occurred_at).total_seconds()))
+                )
+                if applied.transition is not None:
+                    result.transitions.append(applied.transition)
+        self.repository.save(session, working, processed_event_ids=processed_ids, transitions=result.transitions)
 
     @staticmethod
     def _dead_letter(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import os
@@ -197,3 +198,18 @@ def tree_memory_mib(pid: int, field: str = "VmRSS") -> float:
         with contextlib.suppress(OSError, StopIteration):
             total += memory_mib(member, field)
     return total
+
+
+class Recorder:
+    """A Send (streams.batches) that records what it was given and delivers at once."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def __call__(
+        self, *, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> asyncio.Future[None]:
+        self.sent.append({"key": key, "value": value, "headers": dict(headers)})
+        delivered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        delivered.set_result(None)
+        return delivered

@@ -223,7 +223,9 @@ class Repository:
                 for row in rows
             ]
 
-    def mark_published(self, event_ids: Sequence[str]) -> None:
-        with Session(self.engine) as session, session.begin(), self._planned_per_run(session):
+    def mark_published(self, session: Session, event_ids: Sequence[str]) -> None:
+        if not event_ids:
+            return
+        with self._planned_per_run(session):
             for chunk in _chunks(event_ids):
                 session.execute(_MARK_PUBLISHED, {"values": chunk})

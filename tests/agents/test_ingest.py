@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import faust
 import orjson
@@ -23,20 +22,7 @@ from streams.db.repository import Repository
 from streams.metrics import LifecycleMetrics
 from streams.pipeline import Pipeline
 from streams.runner import PipelineRunner
-from tests.support import event
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-
-    async def __call__(
-        self, *, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
-    ) -> asyncio.Future[None]:
-        self.sent.append({"key": key, "value": value, "headers": dict(headers)})
-        delivered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        delivered.set_result(None)
-        return delivered
+from tests.support import Recorder, event
 
 
 @pytest.fixture

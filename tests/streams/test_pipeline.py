@@ -88,7 +88,7 @@ def test_transitions_are_recorded_for_the_outbox(database_url: str) -> None:
         ("opportunity", "customer"),
     ]
     assert [t.event_id for _, t in repository.unpublished_transitions()] == [t.event_id for t in result.transitions]
-    repository.mark_published([t.event_id for t in result.transitions])
+    pipeline.process([], published=[t.event_id for t in result.transitions])
     assert repository.unpublished_transitions() == []
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(StageTransition)) == 3

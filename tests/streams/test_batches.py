@@ -1,0 +1,94 @@
+"""The outbox marks: they ride in the next batch's transaction, or get one of their own when idle."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry
+
+from streams.batches import BatchHandler, BatchWriter
+from streams.db.engine import make_engine
+from streams.db.migrations import upgrade
+from streams.db.repository import Repository
+from streams.metrics import LifecycleMetrics
+from streams.pipeline import BatchResult, Pipeline, RawMessage
+from streams.runner import PipelineRunner
+from tests.streams.test_pipeline import TOPICS
+from tests.support import Recorder, event
+
+
+class CountingRunner(PipelineRunner):
+    """Counts the calls into the pipeline: each is a transaction."""
+
+    calls = 0
+
+    async def process(self, messages: Sequence[RawMessage], published: Sequence[str] = ()) -> BatchResult:
+        self.calls += 1
+        return await super().process(messages, published)
+
+
+def faust_event(document: dict[str, Any], offset: int) -> Any:
+    """What the writer reads of a Faust event: its message."""
+    message = SimpleNamespace(
+        topic="leads",
+        partition=0,
+        offset=offset,
+        key=document["customer_id"].encode(),
+        value=orjson.dumps(document),
+        headers=[],
+        tp=("leads", 0),
+    )
+    return SimpleNamespace(message=message)
+
+
+def handler_on(tmp_path: Path) -> tuple[BatchHandler, Repository, CountingRunner]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'batches.db'}")
+    upgrade(engine)
+    repository = Repository(engine)
+    runner = CountingRunner.in_thread(Pipeline(repository, TOPICS))
+    assert isinstance(runner, CountingRunner)
+    metrics = LifecycleMetrics(CollectorRegistry())
+    return BatchHandler(runner, metrics, send_dead_letter=Recorder(), send_transition=Recorder()), repository, runner
+
+
+def test_published_transitions_are_marked_in_the_next_batch_transaction(tmp_path: Path) -> None:
+    handler, repository, runner = handler_on(tmp_path)
+
+    async def scenario() -> None:
+        first = await handler.write([faust_event(event("lead.created", "c-1"), 0)])
+        await handler.publish(first)
+        assert len(repository.unpublished_transitions()) == 1  # on Kafka, not yet recorded
+        second = await handler.write([faust_event(event("lead.created", "c-2"), 1)])
+        assert [t.customer_id for _, t in repository.unpublished_transitions()] == ["c-2"]
+        assert runner.calls == 2  # no transaction of its own for the mark
+        await handler.publish(second)
+        await handler.mark_published()
+        assert repository.unpublished_transitions() == []
+        assert runner.calls == 3
+
+    asyncio.run(scenario())
+
+
+def test_idle_writer_marks_the_last_batch_on_its_own(tmp_path: Path) -> None:
+    handler, repository, _ = handler_on(tmp_path)
+    acked: list[Any] = []
+
+    async def ack(event: Any) -> None:
+        acked.append(event)
+
+    async def scenario() -> None:
+        async with BatchWriter(handler, ack=ack, batch_max=10) as writer:
+            await writer.put([faust_event(event("lead.created", f"c-{n}"), n) for n in range(3)])
+            for _ in range(500):  # a deadline, not a sleep: the writer runs beside this task
+                if len(acked) == 3 and not repository.unpublished_transitions():
+                    break
+                await asyncio.sleep(0.01)
+        assert len(acked) == 3
+        assert repository.unpublished_transitions() == []
+
+    asyncio.run(scenario())
