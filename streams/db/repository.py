@@ -12,9 +12,26 @@ import dataclasses
 import functools
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
+from typing import cast as typed_as
 
-from sqlalchemy import ARRAY, Engine, Select, String, Table, Update, bindparam, func, insert, select, update
+import orjson
+from sqlalchemy import (
+    ARRAY,
+    JSON,
+    Engine,
+    Insert,
+    Select,
+    Table,
+    Text,
+    Update,
+    bindparam,
+    cast,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from streams.db.models import Base, Customer, Deal, ProcessedEvent, StageTransition, Ticket
@@ -43,7 +60,7 @@ def _chunks(values: Collection[str]) -> Iterator[list[str]]:
 
 
 def _table(model: type[Base]) -> Table:
-    return cast(Table, model.__table__)
+    return typed_as(Table, model.__table__)
 
 
 # dataclasses.fields() is slow enough to show in a profile: look the names up once
@@ -80,6 +97,47 @@ def _update_by_key(model: type[Base], columns: tuple[str, ...]) -> Update:
     )
 
 
+def _unnested(table: Table, name: str) -> Any:
+    column = table.c[name]
+    if isinstance(column.type, JSON):  # JSON travels as text: no array type adapts JSON documents
+        return cast(func.unnest(bindparam(f"a_{name}", type_=ARRAY(Text))), column.type).label(name)
+    return func.unnest(bindparam(f"a_{name}", type_=ARRAY(column.type))).label(name)
+
+
+@functools.cache
+def _rows_from_arrays(model: type[Base], columns: tuple[str, ...]) -> Select[Any]:
+    """PostgreSQL: a batch's rows as one array per column, zipped back into rows by ``unnest`` in the
+    server. One statement per table and batch, planned and executed once, where an executemany runs
+    one statement per row."""
+    table = _table(model)
+    return select(*(_unnested(table, name) for name in columns))
+
+
+@functools.cache
+def _insert_from_arrays(model: type[Base], columns: tuple[str, ...]) -> Insert:
+    return insert(_table(model)).from_select(list(columns), _rows_from_arrays(model, columns))
+
+
+@functools.cache
+def _update_from_arrays(model: type[Base], columns: tuple[str, ...]) -> Update:
+    table, key = _table(model), _KEYS[model]
+    rows = _rows_from_arrays(model, columns).subquery("batch")
+    return (
+        update(table).where(table.c[key] == rows.c[key]).values({name: rows.c[name] for name in columns if name != key})
+    )
+
+
+def _as_arrays(model: type[Base], columns: tuple[str, ...], rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+    table = _table(model)
+    arrays = {}
+    for name in columns:
+        values = [row[name] for row in rows]
+        if isinstance(table.c[name].type, JSON):
+            values = [orjson.dumps(value).decode() for value in values]
+        arrays[f"a_{name}"] = values
+    return arrays
+
+
 def _select_states(
     session: Session, model: type[Base], cls: type[State], column: str, values: Collection[str]
 ) -> Iterator[State]:
@@ -96,9 +154,6 @@ _MARK_PUBLISHED = (
     update(_table(StageTransition))
     .where(_table(StageTransition).c.event_id.in_(bindparam("values", expanding=True)))
     .values(published=True)
-)
-_INSERT_PROCESSED_FROM_ARRAY = insert(_table(ProcessedEvent)).from_select(
-    ["event_id"], select(func.unnest(bindparam("ids", type_=ARRAY(String))))
 )
 
 
@@ -161,44 +216,54 @@ class Repository:
         self._upsert(session, Customer, journeys.customers, journeys.changed_customers, working.existing_customers)
         self._upsert(session, Deal, journeys.deals, journeys.changed_deals, working.existing_deals)
         self._upsert(session, Ticket, journeys.tickets, journeys.changed_tickets, working.existing_tickets)
-        ids = list(processed_event_ids)
-        if ids and self._postgresql:
-            # one statement for the batch: as many single-row inserts cost the server several times more
-            session.execute(_INSERT_PROCESSED_FROM_ARRAY, {"ids": ids})
-        elif ids:
-            session.execute(insert(_table(ProcessedEvent)), [{"event_id": event_id} for event_id in ids])
-        if transitions:
-            session.execute(
-                insert(_table(StageTransition)),
-                [
-                    {
-                        "customer_id": t.customer_id,
-                        "from_stage": t.from_stage.value if t.from_stage else None,
-                        "to_stage": t.to_stage.value,
-                        "occurred_at": t.occurred_at,
-                        "event_id": t.event_id,
-                        "published": False,
-                    }
-                    for t in transitions
-                ],
-            )
+        self._insert(session, ProcessedEvent, [{"event_id": event_id} for event_id in processed_event_ids])
+        self._insert(
+            session,
+            StageTransition,
+            [
+                {
+                    "customer_id": t.customer_id,
+                    "from_stage": t.from_stage.value if t.from_stage else None,
+                    "to_stage": t.to_stage.value,
+                    "occurred_at": t.occurred_at,
+                    "event_id": t.event_id,
+                    "published": False,
+                }
+                for t in transitions
+            ],
+        )
 
-    @staticmethod
     def _upsert(
+        self,
         session: Session,
         model: type[Base],
         states: dict[str, Any],
         changed: set[str],
         existing: set[str],
     ) -> None:
-        new_rows = [_state_to_row(states[key]) for key in changed if key not in existing]
-        old_rows = [_state_to_row(states[key]) for key in changed if key in existing]
-        table = _table(model)
-        if new_rows:
-            session.execute(insert(table), new_rows)
-        if old_rows:
-            statement = _update_by_key(model, tuple(old_rows[0]))
-            session.execute(statement, [{f"b_{name}": value for name, value in row.items()} for row in old_rows])
+        self._insert(session, model, [_state_to_row(states[key]) for key in changed if key not in existing])
+        self._update(session, model, [_state_to_row(states[key]) for key in changed if key in existing])
+
+    def _insert(self, session: Session, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if self._postgresql:
+            columns = tuple(rows[0])
+            session.execute(_insert_from_arrays(model, columns), _as_arrays(model, columns, rows))
+        else:  # SQLite runs an executemany in-process, as fast as it gets there
+            session.execute(insert(_table(model)), rows)
+
+    def _update(self, session: Session, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
+        """By primary key; every row has the same columns."""
+        if not rows:
+            return
+        columns = tuple(rows[0])
+        if self._postgresql:
+            session.execute(_update_from_arrays(model, columns), _as_arrays(model, columns, rows))
+        else:
+            session.execute(
+                _update_by_key(model, columns), [{f"b_{name}": value for name, value in row.items()} for row in rows]
+            )
 
     # --- outbox --------------------------------------------------------------------------------
     def unpublished_transitions(self, limit: int = 10000) -> list[tuple[int, Transition]]:
