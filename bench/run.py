@@ -102,11 +102,13 @@ async def floor(bootstrap: str, topics: list[str], total: int) -> dict[str, floa
 
 
 def framework(bootstrap: str, topics: list[str], total: int, lean: bool) -> dict[str, float]:
-    """A bare Faust agent: as Faust ships, or (``lean``) with the worker's consumer, sensors and logging."""
+    """A bare Faust agent: as Faust ships, or (``lean``) with the worker's consumer, sensors, logging and
+    schema."""
     import faust
     from prometheus_client import CollectorRegistry
 
     from streams.app import faust_worker, use_lean_faust
+    from streams.transport import RawBytes
 
     app = faust.App(
         f"bench-{uuid.uuid4().hex[:8]}",
@@ -120,7 +122,11 @@ def framework(bootstrap: str, topics: list[str], total: int, lean: bool) -> dict
     )
     if lean:
         use_lean_faust(app, CollectorRegistry(), fetch_max_wait_ms=Settings().kafka_fetch_max_wait_ms)
-    source = app.topic(*topics, key_serializer="raw", value_serializer="raw")
+    source = (
+        app.topic(*topics, schema=RawBytes())
+        if lean
+        else app.topic(*topics, key_serializer="raw", value_serializer="raw")
+    )
     result: dict[str, float] = {}
     state = {"seen": 0, "started": 0.0}
 
@@ -399,7 +405,7 @@ def main() -> None:
         plan: list[tuple[str, str, Callable[[], dict[str, float]]]] = [
             ("throughput", "floor: aiokafka + JSON decode", lambda: measure("floor", args)),
             ("throughput", FRAMEWORK, lambda: measure("framework", args)),
-            ("throughput", f"{FRAMEWORK}, our consumer and sensors", lambda: measure("framework_lean", args)),
+            ("throughput", f"{FRAMEWORK}, our consumer, sensors and schema", lambda: measure("framework_lean", args)),
             ("throughput", "product: SQLite", lambda: product(bootstrap, topics, total, sqlite())),
             (
                 "throughput",

@@ -29,7 +29,7 @@ from streams.queries import customer_journey
 from streams.runner import PipelineConfig, PipelineRunner
 from streams.sensors import WorkerMonitor
 from streams.settings import Settings
-from streams.transport import Transport
+from streams.transport import RawBytes, Transport
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def build(settings: Settings | None = None, *, registry: CollectorRegistry | Non
     runner = (
         PipelineRunner.in_process(config) if settings.pipeline_process else PipelineRunner.in_thread(config.build())
     )
-    source = app.topic(*settings.source_topics.values(), key_serializer="raw", value_serializer="raw")
+    source = app.topic(*settings.source_topics.values(), schema=RawBytes())
 
     handler = BatchHandler(
         runner,

@@ -21,8 +21,8 @@ from streams.contract import format_timestamp
 from streams.dead_letters import dead_letter_headers
 from streams.domain.journey import Transition
 from streams.metrics import LifecycleMetrics
-from streams.pipeline import BatchResult, DeadLetter, RawMessage
-from streams.runner import PipelineRunner
+from streams.pipeline import BatchResult, DeadLetter
+from streams.runner import PipelineRunner, PlainMessage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,13 +48,13 @@ def transition_message(transition: Transition) -> bytes:
     )
 
 
-def raw_message(event: Any) -> RawMessage:
-    """A Faust event (raw serializers) -> the pipeline's plain message."""
+def raw_message(event: Any) -> PlainMessage:
+    """A Faust event -> the pipeline's message, as the plain tuple that crosses to the pipeline process."""
     message = event.message
     headers = message.headers or []
     if isinstance(headers, dict):
         headers = list(headers.items())
-    return RawMessage(message.topic, message.partition, message.offset, message.key, message.value, list(headers))
+    return message.topic, message.partition, message.offset, message.key, message.value, list(headers)
 
 
 class BatchHandler:

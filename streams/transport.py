@@ -14,6 +14,10 @@ wait that long for its next records at light load: the end-to-end latency. It is
 
 Both override private methods of faust-streaming 0.15.3 and one attribute of aiokafka 0.14.0, the
 pinned versions; ``tests/streams/test_transport.py`` fails when an upgrade changes what they replace.
+
+**Bytes as they are.** Even the ``raw`` serializer sends each key and value through Faust's codec
+registry (9 % of the worker's main thread in a profile): :class:`RawBytes`, a Faust ``Schema``
+through its public ``loads_key``/``loads_value`` hooks, hands them over untouched.
 """
 
 from __future__ import annotations
@@ -23,11 +27,22 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import aiokafka
+import faust
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 
 YIELD_EVERY = 100  # messages handed over before the event loop gets a turn, as Faust's own loop does
+
+
+class RawBytes(faust.Schema[bytes | None, bytes | None]):
+    """Keys and values as the broker sent them: the pipeline decodes and validates them itself."""
+
+    def loads_key(self, app: Any, message: Message, **_: Any) -> Any:
+        return message.key
+
+    def loads_value(self, app: Any, message: Message, **_: Any) -> Any:
+        return message.value
 
 
 class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):

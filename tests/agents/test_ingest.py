@@ -22,6 +22,7 @@ from streams.db.repository import Repository
 from streams.metrics import LifecycleMetrics
 from streams.pipeline import Pipeline
 from streams.runner import PipelineRunner
+from streams.transport import RawBytes
 from tests.support import Recorder, event
 
 
@@ -42,7 +43,7 @@ def test_agent_hands_batches_to_the_handler_and_never_dies_on_input(app: faust.A
         send_dead_letter=dead,
         send_transition=transitions,
     )
-    source = app.topic("leads", key_serializer="raw", value_serializer="raw")
+    source = app.topic("leads", schema=RawBytes())
     agent = register_ingest(app, source, handler, batch_max=10, batch_within=0.01)
 
     async def scenario() -> None:

@@ -16,8 +16,8 @@ from streams.db.engine import make_engine
 from streams.db.migrations import upgrade
 from streams.db.repository import Repository
 from streams.metrics import LifecycleMetrics
-from streams.pipeline import BatchResult, Pipeline, RawMessage
-from streams.runner import PipelineRunner
+from streams.pipeline import BatchResult, Pipeline
+from streams.runner import PipelineRunner, PlainMessage
 from tests.streams.test_pipeline import TOPICS
 from tests.support import Recorder, event
 
@@ -27,7 +27,7 @@ class CountingRunner(PipelineRunner):
 
     calls = 0
 
-    async def process(self, messages: Sequence[RawMessage], published: Sequence[str] = ()) -> BatchResult:
+    async def process(self, messages: Sequence[PlainMessage], published: Sequence[str] = ()) -> BatchResult:
         self.calls += 1
         return await super().process(messages, published)
 
