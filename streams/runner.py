@@ -20,6 +20,7 @@ import asyncio
 import atexit
 import contextlib
 import ctypes
+import gc
 import logging
 import multiprocessing
 import os
@@ -116,6 +117,7 @@ def _serve(config: PipelineConfig, connection: socket.socket, parent: int) -> No
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     pipeline = config.build()
+    gc.freeze()  # as in the worker (streams.app.faust_worker): full collections skip the start-up's objects
     with connection:
         while True:
             try:
