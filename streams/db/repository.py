@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from typing import cast as typed_as
@@ -32,6 +32,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from streams.db.models import Base, Customer, Deal, ProcessedEvent, StageTransition, Ticket
@@ -125,6 +126,41 @@ def _update_from_arrays(model: type[Base], columns: tuple[str, ...]) -> Update:
     return (
         update(table).where(table.c[key] == rows.c[key]).values({name: rows.c[name] for name in columns if name != key})
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _DriverExecutemany:
+    """SQLite: a statement compiled once and run by the driver's ``executemany`` on plain tuples, with
+    the same type conversions as SQLAlchemy's, looked up once. SQLAlchemy's own executemany rebuilds
+    every row's parameters through the compiled statement: a third of a small batch's time (profiled at
+    150 events a batch)."""
+
+    sql: str
+    names: tuple[str, ...]  # row keys, in the order of the statement's placeholders
+    converters: tuple[Callable[[Any], Any] | None, ...]
+
+    @classmethod
+    def compile(cls, statement: Insert | Update, dialect: Dialect, prefix: str = "") -> _DriverExecutemany:
+        compiled = statement.compile(dialect=dialect)
+        names = tuple(compiled.positiontup or ())
+        converters = tuple(compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
+        return cls(str(compiled), tuple(name.removeprefix(prefix) for name in names), converters)
+
+    def run(self, session: Session, rows: Sequence[dict[str, Any]]) -> None:
+        spec = tuple(zip(self.names, self.converters, strict=True))
+        parameters = [tuple(convert(row[name]) if convert else row[name] for name, convert in spec) for row in rows]
+        session.connection().exec_driver_sql(self.sql, parameters)  # SQL compiled by SQLAlchemy, values bound
+
+
+@functools.cache
+def _driver_insert(model: type[Base], columns: tuple[str, ...], dialect: Dialect) -> _DriverExecutemany:
+    statement = insert(_table(model)).values({name: bindparam(name) for name in columns})
+    return _DriverExecutemany.compile(statement, dialect)
+
+
+@functools.cache
+def _driver_update(model: type[Base], columns: tuple[str, ...], dialect: Dialect) -> _DriverExecutemany:
+    return _DriverExecutemany.compile(_update_by_key(model, columns), dialect, prefix="b_")
 
 
 def _as_arrays(model: type[Base], columns: tuple[str, ...], rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -250,8 +286,8 @@ class Repository:
         if self._postgresql:
             columns = tuple(rows[0])
             session.execute(_insert_from_arrays(model, columns), _as_arrays(model, columns, rows))
-        else:  # SQLite runs an executemany in-process, as fast as it gets there
-            session.execute(insert(_table(model)), rows)
+        else:
+            _driver_insert(model, tuple(rows[0]), self.engine.dialect).run(session, rows)
 
     def _update(self, session: Session, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
         """By primary key; every row has the same columns."""
@@ -261,9 +297,7 @@ class Repository:
         if self._postgresql:
             session.execute(_update_from_arrays(model, columns), _as_arrays(model, columns, rows))
         else:
-            session.execute(
-                _update_by_key(model, columns), [{f"b_{name}": value for name, value in row.items()} for row in rows]
-            )
+            _driver_update(model, columns, self.engine.dialect).run(session, rows)
 
     # --- outbox --------------------------------------------------------------------------------
     def unpublished_transitions(self, limit: int = 10000) -> list[tuple[int, Transition]]:
