@@ -7,6 +7,7 @@ from the database at scrape time, so a restarted worker reports them right away.
 
 from __future__ import annotations
 
+import collections
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -212,8 +213,9 @@ class LifecycleMetrics:
     def record(self, result: BatchResult) -> None:
         for observation in result.observations:
             self._route[observation.name](observation)
-        for topic, event_type, outcome in result.outcomes:
-            self.events.labels(topic, event_type, outcome.value).inc()
+        # one labels() lookup per distinct series, not per event: it was most of this method's cost
+        for (topic, event_type, outcome), count in collections.Counter(result.outcomes).items():
+            self.events.labels(topic, event_type, outcome.value).inc(count)
 
 
 class ReadModelCollector(Collector):
