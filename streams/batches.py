@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, Protocol, TypeVar
@@ -77,15 +78,23 @@ class BatchHandler:
     async def write(self, events: Sequence[Any]) -> BatchResult:
         """The database step of a batch. Never raises on input; waits out infrastructure faults. The
         transitions published since the last write are recorded as published in the same transaction."""
+        started = time.perf_counter()
         messages = [raw_message(event) for event in events]
         published, self._unmarked = self._unmarked, []
-        return await self._retry("write batch to the database", lambda: self.runner.process(messages, published))
+        result = await self._retry("write batch to the database", lambda: self.runner.process(messages, published))
+        committed = time.time()
+        self.metrics.record_write(
+            len(events), time.perf_counter() - started, (committed - event.message.timestamp for event in events)
+        )
+        return result
 
     async def publish(self, result: BatchResult) -> None:
         """The metrics and Kafka step: the batch is counted, dead letters and transitions go out."""
+        started = time.perf_counter()
         self.metrics.record(result)  # counted once committed: publishing can wait out a broker outage
         await self._retry("publish dead letters", lambda: self._publish_dead_letters(result.dead_letters))
         await self.publish_transitions(result.transitions)
+        self.metrics.batch_seconds.labels("publish").observe(time.perf_counter() - started)
 
     async def publish_transitions(self, transitions: Sequence[Transition]) -> None:
         """Should the worker die before the next write records them, the next start publishes these

@@ -37,6 +37,9 @@ HANDLING_BUCKETS = tuple(m * _MINUTE for m in (1, 2, 5, 10, 15, 30, 60, 120, 240
 RESOLUTION_BUCKETS = tuple(h * _HOUR for h in (0.25, 0.5, 1, 2, 4, 8, 24, 48, 72, 168, 336))
 FIRST_RESPONSE_BUCKETS = tuple(m * _MINUTE for m in (1, 5, 15, 30, 60, 120, 240, 480, 1440))
 DELAY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
+BATCH_EVENTS_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000)
+BATCH_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+BATCH_STEPS = ("write", "publish")
 
 
 class BoundedLabel:
@@ -130,6 +133,21 @@ class LifecycleMetrics:
         )
         self.events = c("lifecycle_events", "Messages consumed, by outcome.", ["topic", "type", "outcome"])
         self.event_delay = h("lifecycle_event_delay_seconds", "Processed time minus occurred_at.", [], DELAY_BUCKETS)
+        self.commit_delay = h(
+            "lifecycle_commit_delay_seconds",
+            "Kafka record timestamp to the commit of its batch: the pipeline's own latency.",
+            [],
+            DELAY_BUCKETS,
+        )
+        self.batch_events = h(
+            "lifecycle_batch_events", "Events per batch (one database transaction).", [], BATCH_EVENTS_BUCKETS
+        )
+        self.batch_seconds = h(
+            "lifecycle_batch_seconds",
+            "A batch's steps: write (its database transaction, retries included), publish (count, publish).",
+            ["step"],
+            BATCH_SECONDS_BUCKETS,
+        )
         self._route: dict[str, Callable[[Observation], None]] = {
             "lead_created": lambda o: self.leads.labels(*o.labels).inc(),
             "lead_qualified": lambda o: self.leads_qualified.inc(),
@@ -168,6 +186,8 @@ class LifecycleMetrics:
 
     def create_known_children(self, topics: Iterable[str], event_types: Iterable[str]) -> None:
         """Every known label combination exists from start-up at 0: a ratio over a missing series is empty."""
+        for step in BATCH_STEPS:
+            self.batch_seconds.labels(step)
         channels = (*TICKET_CHANNELS, UNKNOWN)
         for channel in LEAD_CHANNELS:
             self.leads.labels(channel)
@@ -209,6 +229,13 @@ class LifecycleMetrics:
         score, channel = observation.labels
         self.csat.labels(score, channel).inc()
         self.csat_points.labels(channel).inc(int(score))
+
+    def record_write(self, events: int, seconds: float, delays: Iterable[float]) -> None:
+        """A batch's database step; ``delays``: each event's record timestamp to the commit."""
+        self.batch_events.observe(events)
+        self.batch_seconds.labels("write").observe(seconds)
+        for delay in delays:
+            self.commit_delay.observe(max(0.0, delay))
 
     def record(self, result: BatchResult) -> None:
         for observation in result.observations:

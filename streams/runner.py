@@ -141,11 +141,6 @@ def _pickled_error(exc: Exception) -> bytes:
         return pickle.dumps((False, RuntimeError(f"{type(exc).__name__}: {exc}")), pickle.HIGHEST_PROTOCOL)
 
 
-def _hang_up(connection: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        connection.shutdown(socket.SHUT_RDWR)
-
-
 # --- the worker's side -----------------------------------------------------------------------------
 class Calls(Protocol):
     async def __call__(self, function: Callable[..., T], *args: Any) -> T: ...
@@ -199,17 +194,23 @@ class ChildProcess:
             process.start()
         finally:
             theirs.close()
-        # at exit multiprocessing joins its children: the child must see the end of the connection first
-        atexit.register(_hang_up, ours)
+        atexit.register(self._hang_up)
         ours.settimeout(self.io_timeout)
         self._connection = ours
         return ours
 
     def close(self) -> None:
         if self._connection is not None:
+            atexit.unregister(self._hang_up)
             self._connection.close()
             self._connection = None
         # not joined: it exits on its own once its call ends; multiprocessing reaps it
+
+    def _hang_up(self) -> None:
+        """At exit multiprocessing joins its children: ours must see the end of the connection first."""
+        if self._connection is not None:
+            with contextlib.suppress(OSError):
+                self._connection.shutdown(socket.SHUT_RDWR)
 
 
 async def _readable(connection: socket.socket) -> None:

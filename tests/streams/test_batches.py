@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
@@ -40,6 +41,7 @@ def faust_event(document: dict[str, Any], offset: int) -> Any:
         offset=offset,
         key=document["customer_id"].encode(),
         value=orjson.dumps(document),
+        timestamp=time.time(),
         headers=[],
         tp=("leads", 0),
     )

@@ -6,6 +6,8 @@ import asyncio
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Callable, Coroutine
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -25,6 +27,7 @@ from tests.streams.test_pipeline import TOPICS, messages_for
 from tests.support import event
 
 T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def pipeline_children() -> list[BaseProcess]:
@@ -148,3 +151,22 @@ def test_thread_runner_is_the_same_interface(config: PipelineConfig) -> None:
             runner.close()
 
     run(scenario)
+
+
+def test_a_worker_that_exits_without_closing_does_not_wait_for_its_child(config: PipelineConfig) -> None:
+    """multiprocessing joins its children at exit; the child must have seen the connection end by then."""
+    script = f"""
+import asyncio
+from streams.runner import PipelineConfig, PipelineRunner
+from tests.streams.test_pipeline import TOPICS, messages_for
+from tests.support import event
+
+async def main() -> None:
+    runner = PipelineRunner.in_process(PipelineConfig({config.database_url!r}, TOPICS, 3.0, 65536))
+    await runner.process(messages_for([event("lead.created", "c-1")]))
+
+asyncio.run(main())
+"""
+    finished = subprocess.run([sys.executable, "-c", script], cwd=ROOT, timeout=60, capture_output=True)
+    assert finished.returncode == 0, finished.stderr.decode()[-2000:]
+    assert customers(config) == 1
