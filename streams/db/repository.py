@@ -25,6 +25,7 @@ from sqlalchemy import (
     Table,
     Text,
     Update,
+    any_,
     bindparam,
     cast,
     func,
@@ -80,11 +81,17 @@ def _state_to_row(state: CustomerState | DealState | TicketState) -> dict[str, A
 
 
 @functools.cache
-def _select_in(model: type[Base], columns: tuple[str, ...], key: str) -> Select[Any]:
-    """Built once: ``IN`` takes the list as one expanding parameter, so no statement is rebuilt and no
-    value is coerced one by one per batch."""
+def _select_in(model: type[Base], columns: tuple[str, ...], key: str, as_array: bool) -> Select[Any]:
+    """Built once. SQLite: ``IN`` with one expanding parameter, so no statement is rebuilt and no value is
+    coerced one by one per batch. PostgreSQL (``as_array``): ``= ANY(array)``, one parameter however many
+    values, where an ``IN`` list has the server parse a statement of thousands of placeholders per batch."""
     table = _table(model)
-    return select(*(table.c[name] for name in columns)).where(table.c[key].in_(bindparam("values", expanding=True)))
+    column = table.c[key]
+    if as_array:
+        return select(*(table.c[name] for name in columns)).where(
+            column == any_(bindparam("values", type_=ARRAY(column.type)))
+        )
+    return select(*(table.c[name] for name in columns)).where(column.in_(bindparam("values", expanding=True)))
 
 
 @functools.cache
@@ -175,10 +182,10 @@ def _as_arrays(model: type[Base], columns: tuple[str, ...], rows: Sequence[dict[
 
 
 def _select_states(
-    session: Session, model: type[Base], cls: type[State], column: str, values: Collection[str]
+    session: Session, model: type[Base], cls: type[State], column: str, values: Collection[str], as_array: bool
 ) -> Iterator[State]:
     """Core SELECT straight into the domain dataclasses: ORM identity tracking is not needed here."""
-    statement = _select_in(model, _FIELDS[cls], column)
+    statement = _select_in(model, _FIELDS[cls], column, as_array)
     for chunk in _chunks(values):
         for row in session.execute(statement, {"values": chunk}):
             yield cls(*row)
@@ -224,19 +231,22 @@ class Repository:
     ) -> WorkingSet:
         with self._planned_per_run(session):
             seen: set[str] = set()
-            processed = _select_in(ProcessedEvent, ("event_id",), "event_id")
+            array = self._postgresql
+            processed = _select_in(ProcessedEvent, ("event_id",), "event_id", array)
             for chunk in _chunks(event_ids):
                 seen.update(session.scalars(processed, {"values": chunk}))
             customers: dict[str, CustomerState] = {}
-            for state in _select_states(session, Customer, CustomerState, "customer_id", customer_ids):
+            for state in _select_states(session, Customer, CustomerState, "customer_id", customer_ids, array):
                 state.stage = Stage(state.stage) if state.stage else None
                 state.recent_csat = [(str(a), str(b), int(c)) for a, b, c in state.recent_csat or []]
                 customers[state.customer_id] = state
             # every deal of the batch's customers: the stage rule needs them all
-            deals = {d.deal_id: d for d in _select_states(session, Deal, DealState, "customer_id", customer_ids)}
-            for deal in _select_states(session, Deal, DealState, "deal_id", set(deal_ids) - deals.keys()):
+            deals = {d.deal_id: d for d in _select_states(session, Deal, DealState, "customer_id", customer_ids, array)}
+            for deal in _select_states(session, Deal, DealState, "deal_id", set(deal_ids) - deals.keys(), array):
                 deals[deal.deal_id] = deal
-            tickets = {t.ticket_id: t for t in _select_states(session, Ticket, TicketState, "ticket_id", ticket_ids)}
+            tickets = {
+                t.ticket_id: t for t in _select_states(session, Ticket, TicketState, "ticket_id", ticket_ids, array)
+            }
         journeys = Journeys(customers, deals, tickets, at_risk_threshold=self.at_risk_threshold)
         return WorkingSet(journeys, seen, set(customers), set(deals), set(tickets))
 
