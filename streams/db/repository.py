@@ -35,6 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from streams.db.models import Base, Customer, Deal, ProcessedEvent, StageTransition, Ticket
 from streams.domain.journey import CustomerState, DealState, Journeys, TicketState, Transition
@@ -80,18 +81,26 @@ def _state_to_row(state: CustomerState | DealState | TicketState) -> dict[str, A
     return row
 
 
+def _among_values(column: ColumnElement[Any], as_array: bool) -> ColumnElement[bool]:
+    """``column`` is one of the bound ``values``. SQLite: ``IN`` with one expanding parameter, so no
+    statement is rebuilt and no value is coerced one by one per batch. PostgreSQL (``as_array``):
+    ``= ANY(array)``, one parameter however many values, where an ``IN`` list has the server parse a
+    statement of thousands of placeholders per batch."""
+    if as_array:
+        return column == any_(bindparam("values", type_=ARRAY(column.type)))
+    return column.in_(bindparam("values", expanding=True))
+
+
 @functools.cache
 def _select_in(model: type[Base], columns: tuple[str, ...], key: str, as_array: bool) -> Select[Any]:
-    """Built once. SQLite: ``IN`` with one expanding parameter, so no statement is rebuilt and no value is
-    coerced one by one per batch. PostgreSQL (``as_array``): ``= ANY(array)``, one parameter however many
-    values, where an ``IN`` list has the server parse a statement of thousands of placeholders per batch."""
     table = _table(model)
-    column = table.c[key]
-    if as_array:
-        return select(*(table.c[name] for name in columns)).where(
-            column == any_(bindparam("values", type_=ARRAY(column.type)))
-        )
-    return select(*(table.c[name] for name in columns)).where(column.in_(bindparam("values", expanding=True)))
+    return select(*(table.c[name] for name in columns)).where(_among_values(table.c[key], as_array))
+
+
+@functools.cache
+def _mark_published(as_array: bool) -> Update:
+    table = _table(StageTransition)
+    return update(table).where(_among_values(table.c.event_id, as_array)).values(published=True)
 
 
 @functools.cache
@@ -143,18 +152,20 @@ class _DriverExecutemany:
     150 events a batch)."""
 
     sql: str
-    names: tuple[str, ...]  # row keys, in the order of the statement's placeholders
-    converters: tuple[Callable[[Any], Any] | None, ...]
+    # per placeholder, in order: the row key it takes, and the conversion of its type (None: as is)
+    spec: tuple[tuple[str, Callable[[Any], Any] | None], ...]
 
     @classmethod
     def compile(cls, statement: Insert | Update, dialect: Dialect, prefix: str = "") -> _DriverExecutemany:
         compiled = statement.compile(dialect=dialect)
-        names = tuple(compiled.positiontup or ())
-        converters = tuple(compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names)
-        return cls(str(compiled), tuple(name.removeprefix(prefix) for name in names), converters)
+        spec = tuple(
+            (name.removeprefix(prefix), compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name in compiled.positiontup or ()
+        )
+        return cls(str(compiled), spec)
 
     def run(self, session: Session, rows: Sequence[dict[str, Any]]) -> None:
-        spec = tuple(zip(self.names, self.converters, strict=True))
+        spec = self.spec
         parameters = [tuple(convert(row[name]) if convert else row[name] for name, convert in spec) for row in rows]
         session.connection().exec_driver_sql(self.sql, parameters)  # SQL compiled by SQLAlchemy, values bound
 
@@ -193,11 +204,6 @@ def _select_states(
 
 _CUSTOM_PLANS = select(func.set_config("plan_cache_mode", "force_custom_plan", True))  # = SET LOCAL
 _AUTO_PLANS = select(func.set_config("plan_cache_mode", "auto", True))
-_MARK_PUBLISHED = (
-    update(_table(StageTransition))
-    .where(_table(StageTransition).c.event_id.in_(bindparam("values", expanding=True)))
-    .values(published=True)
-)
 
 
 class Repository:
@@ -208,11 +214,11 @@ class Repository:
 
     @contextlib.contextmanager
     def _planned_per_run(self, session: Session) -> Iterator[None]:
-        """Statements selecting by an ``IN`` list, on PostgreSQL: psycopg prepares a statement run 5 times,
-        and the server may then keep a generic plan made while the table was small, a sequential scan
-        that gets slower with every event (550 ms a batch in processed_events after 50,000 events,
-        measured). The writes by primary key keep their generic plans: planned once, an index lookup.
-        Scoped to the transaction (``SET LOCAL``): a rollback ends it too."""
+        """Statements selecting by a list of values (:func:`_among_values`), on PostgreSQL: psycopg
+        prepares a statement run 5 times, and the server may then keep a generic plan made while the table
+        was small, a sequential scan that gets slower with every event (550 ms a batch in processed_events
+        after 50,000 events, measured). The writes by primary key keep their generic plans: planned once,
+        an index lookup. Scoped to the transaction (``SET LOCAL``): a rollback ends it too."""
         if not self._postgresql:
             yield
             return
@@ -291,13 +297,14 @@ class Repository:
         self._update(session, model, [_state_to_row(states[key]) for key in changed if key in existing])
 
     def _insert(self, session: Session, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
+        """Every row has the same columns."""
         if not rows:
             return
+        columns = tuple(rows[0])
         if self._postgresql:
-            columns = tuple(rows[0])
             session.execute(_insert_from_arrays(model, columns), _as_arrays(model, columns, rows))
         else:
-            _driver_insert(model, tuple(rows[0]), self.engine.dialect).run(session, rows)
+            _driver_insert(model, columns, self.engine.dialect).run(session, rows)
 
     def _update(self, session: Session, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
         """By primary key; every row has the same columns."""
@@ -337,4 +344,4 @@ class Repository:
             return
         with self._planned_per_run(session):
             for chunk in _chunks(event_ids):
-                session.execute(_MARK_PUBLISHED, {"values": chunk})
+                session.execute(_mark_published(self._postgresql), {"values": chunk})
