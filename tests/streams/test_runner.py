@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, TypeVar
@@ -51,6 +52,18 @@ def config(tmp_path: Path) -> PipelineConfig:
     url = f"sqlite:///{tmp_path / 'runner.db'}"
     upgrade(make_engine(url))
     return PipelineConfig(url, TOPICS, 3.0, 65536)
+
+
+@contextlib.asynccontextmanager
+async def serving_child(config: PipelineConfig) -> AsyncIterator[tuple[PipelineRunner, BaseProcess]]:
+    """A process runner whose child has served one batch (customer c-1): the runner and that child."""
+    runner = PipelineRunner.in_process(config)
+    try:
+        await runner.process(messages_for([event("lead.created", "c-1")]))
+        [child] = pipeline_children()
+        yield runner, child
+    finally:
+        runner.close()
 
 
 def customers(config: PipelineConfig) -> int:
@@ -99,10 +112,7 @@ def test_an_error_in_the_child_reaches_the_caller_and_the_child_serves_on(tmp_pa
 
 def test_a_killed_child_fails_the_call_and_the_next_call_starts_a_new_one(config: PipelineConfig) -> None:
     async def scenario() -> None:
-        runner = PipelineRunner.in_process(config)
-        try:
-            await runner.process(messages_for([event("lead.created", "c-1")]))
-            [child] = pipeline_children()
+        async with serving_child(config) as (runner, child):
             assert child.pid is not None
             os.kill(child.pid, signal.SIGKILL)
             with pytest.raises(PipelineProcessDied):
@@ -111,8 +121,6 @@ def test_a_killed_child_fails_the_call_and_the_next_call_starts_a_new_one(config
             assert [t.customer_id for t in result.transitions] == ["c-3"]
             [successor] = pipeline_children()
             assert successor.pid != child.pid
-        finally:
-            runner.close()
 
     run(scenario)
     assert customers(config) == 2
@@ -120,10 +128,7 @@ def test_a_killed_child_fails_the_call_and_the_next_call_starts_a_new_one(config
 
 def test_cancelled_call_retires_the_child_which_then_exits(config: PipelineConfig) -> None:
     async def scenario() -> None:
-        runner = PipelineRunner.in_process(config)
-        try:
-            await runner.process(messages_for([event("lead.created", "c-1")]))
-            [child] = pipeline_children()
+        async with serving_child(config) as (runner, child):
             call = asyncio.ensure_future(runner.process(messages_for([event("lead.created", "c-2")])))
             await asyncio.sleep(0)  # the request is on its way
             call.cancel()
@@ -132,8 +137,6 @@ def test_cancelled_call_retires_the_child_which_then_exits(config: PipelineConfi
             await wait_until(lambda: not child.is_alive(), "the retired child to exit")
             result = await runner.process(messages_for([event("lead.created", "c-3")]))
             assert [t.customer_id for t in result.transitions] == ["c-3"]
-        finally:
-            runner.close()
         await wait_until(lambda: not pipeline_children(), "the child to exit once the runner is closed")
 
     run(scenario)
