@@ -29,12 +29,14 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class Send(Protocol):
-    """Hands one message to the producer; the awaitable it returns resolves once Kafka has it."""
+# key, value, headers
+Record = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
 
-    async def __call__(
-        self, *, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
-    ) -> Awaitable[Any]: ...
+
+class Publish(Protocol):
+    """Hands records to Kafka; returns once Kafka has them all (in order per key)."""
+
+    async def __call__(self, records: Sequence[Record]) -> None: ...
 
 
 def transition_message(transition: Transition) -> bytes:
@@ -64,34 +66,37 @@ class BatchHandler:
         runner: PipelineRunner,
         metrics: LifecycleMetrics,
         *,
-        send_dead_letter: Send,
-        send_transition: Send,
+        publish_dead_letters: Publish,
+        publish_transitions: Publish,
         retry_max_seconds: float = 30.0,
     ) -> None:
         self.runner = runner
         self.metrics = metrics
-        self.send_dead_letter = send_dead_letter
-        self.send_transition = send_transition
+        self.publish_dead_letters = publish_dead_letters
+        self.publish_transition_records = publish_transitions
         self.retry_max_seconds = retry_max_seconds
         self._unmarked: list[str] = []  # transitions on Kafka, not yet recorded as published
 
     async def write(self, events: Sequence[Any]) -> BatchResult:
-        """The database step of a batch. Never raises on input; waits out infrastructure faults. The
-        transitions published since the last write are recorded as published in the same transaction."""
+        """The database step of a batch, counted in the metrics once committed. Never raises on input;
+        waits out infrastructure faults. The transitions published since the last write are recorded as
+        published in the same transaction."""
         started = time.perf_counter()
         messages = [raw_message(event) for event in events]
         published, self._unmarked = self._unmarked, []
         result = await self._retry("write batch to the database", lambda: self.runner.process(messages, published))
         committed = time.time()
+        # counted as soon as committed, not after the previous batch's publishing: what /metrics shows is
+        # the database's state, even while publishing waits out a broker outage
+        self.metrics.record(result)
         self.metrics.record_write(
             len(events), time.perf_counter() - started, (committed - event.message.timestamp for event in events)
         )
         return result
 
     async def publish(self, result: BatchResult) -> None:
-        """The metrics and Kafka step: the batch is counted, dead letters and transitions go out."""
+        """The Kafka step: dead letters and transitions go out."""
         started = time.perf_counter()
-        self.metrics.record(result)  # counted once committed: publishing can wait out a broker outage
         await self._retry("publish dead letters", lambda: self._publish_dead_letters(result.dead_letters))
         await self.publish_transitions(result.transitions)
         self.metrics.batch_seconds.labels("publish").observe(time.perf_counter() - started)
@@ -100,7 +105,8 @@ class BatchHandler:
         """Should the worker die before the next write records them, the next start publishes these
         transitions once more (at least once on the topic)."""
         if transitions:
-            await self._retry("publish stage transitions", lambda: self._send_all(self.send_transition, transitions))
+            records: list[Record] = [(t.customer_id.encode(), transition_message(t), []) for t in transitions]
+            await self._retry("publish stage transitions", lambda: self.publish_transition_records(records))
             self._unmarked.extend(t.event_id for t in transitions)
 
     async def mark_published(self) -> None:
@@ -117,10 +123,9 @@ class BatchHandler:
         return len(pending)
 
     async def _publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
-        deliveries = [
-            await self.send_dead_letter(key=d.message.key, value=d.message.value, headers=dead_letter_headers(d))
-            for d in letters
-        ]
+        if not letters:
+            return
+        await self.publish_dead_letters([(d.message.key, d.message.value, dead_letter_headers(d)) for d in letters])
         for letter in letters:
             log.warning(
                 "dead-lettered %s[%d]@%d: %s: %s",
@@ -130,13 +135,6 @@ class BatchHandler:
                 letter.error_class,
                 letter.reason[:300],
             )
-        await asyncio.gather(*deliveries)
-
-    async def _send_all(self, send: Send, transitions: Sequence[Transition]) -> None:
-        deliveries = [
-            await send(key=t.customer_id.encode(), value=transition_message(t), headers=[]) for t in transitions
-        ]
-        await asyncio.gather(*deliveries)
 
     async def _retry(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
         """Exponential back-off, capped, forever: infrastructure faults are waited out, not skipped."""

@@ -7,7 +7,6 @@ from the database at scrape time, so a restarted worker reports them right away.
 
 from __future__ import annotations
 
-import collections
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -22,7 +21,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from streams.db.models import Customer, Deal, Ticket
-from streams.domain.journey import UNKNOWN, Observation, Outcome
+from streams.domain.journey import UNKNOWN, Outcome
 from streams.domain.stages import Stage
 from streams.pipeline import INVALID_TYPE, BatchResult
 
@@ -144,30 +143,33 @@ class LifecycleMetrics:
         )
         self.batch_seconds = h(
             "lifecycle_batch_seconds",
-            "A batch's steps: write (its database transaction, retries included), publish (count, publish).",
+            "A batch's steps: write (its database transaction, retries included), publish (to Kafka).",
             ["step"],
             BATCH_SECONDS_BUCKETS,
         )
-        self._route: dict[str, Callable[[Observation], None]] = {
-            "lead_created": lambda o: self.leads.labels(*o.labels).inc(),
-            "lead_qualified": lambda o: self.leads_qualified.inc(),
-            "lead_disqualified": lambda o: self.leads_disqualified.inc(),
-            "deal_opened": lambda o: self.deals_opened.inc(),
-            "deal_won": lambda o: self.deals_won.labels(self.owner(o.labels[0])).inc(),
-            "deal_lost": lambda o: self.deals_lost.inc(),
-            "revenue_won": lambda o: self.revenue_won.labels(o.labels[0], self.owner(o.labels[1])).inc(o.value),
-            "conversion": lambda o: self.conversions.inc(),
-            "sales_cycle": lambda o: self.sales_cycle.observe(o.value),
-            "ticket_opened": lambda o: self.tickets_opened.labels(*o.labels).inc(),
-            "ticket_resolved": lambda o: self.tickets_resolved.labels(*o.labels).inc(),
-            "ticket_first_contact_resolved": lambda o: self.tickets_fcr.labels(*o.labels).inc(),
-            "ticket_reopened": lambda o: self.tickets_reopened.labels(*o.labels).inc(),
-            "ticket_handling": lambda o: self.handling.labels(*o.labels).observe(o.value),
-            "ticket_resolution": lambda o: self.resolution.labels(*o.labels).observe(o.value),
-            "ticket_first_response": lambda o: self.first_response.labels(*o.labels).observe(o.value),
+        owner = self.owner
+        # observation name -> what one series' values do to the metrics (values are 1.0 per counted fact,
+        # or an amount: a counter adds their sum)
+        self._route: dict[str, Callable[[tuple[str, ...], list[float]], None]] = {
+            "lead_created": _count(self.leads),
+            "lead_qualified": _count(self.leads_qualified),
+            "lead_disqualified": _count(self.leads_disqualified),
+            "deal_opened": _count(self.deals_opened),
+            "deal_won": _count(self.deals_won, lambda rep: (owner(rep),)),
+            "deal_lost": _count(self.deals_lost),
+            "revenue_won": _count(self.revenue_won, lambda currency, rep: (currency, owner(rep))),
+            "conversion": _count(self.conversions),
+            "sales_cycle": _observe(self.sales_cycle),
+            "ticket_opened": _count(self.tickets_opened),
+            "ticket_resolved": _count(self.tickets_resolved),
+            "ticket_first_contact_resolved": _count(self.tickets_fcr),
+            "ticket_reopened": _count(self.tickets_reopened),
+            "ticket_handling": _observe(self.handling),
+            "ticket_resolution": _observe(self.resolution),
+            "ticket_first_response": _observe(self.first_response),
             "csat": self._record_csat,
-            "stage_transition": lambda o: self.transitions.labels(*o.labels).inc(),
-            "event_delay": lambda o: self.event_delay.observe(o.value),
+            "stage_transition": _count(self.transitions),
+            "event_delay": _observe(self.event_delay),
         }
 
     @staticmethod
@@ -225,10 +227,10 @@ class LifecycleMetrics:
             self.deals_won.labels(label)
             self.revenue_won.labels(currency, label)
 
-    def _record_csat(self, observation: Observation) -> None:
-        score, channel = observation.labels
-        self.csat.labels(score, channel).inc()
-        self.csat_points.labels(channel).inc(int(score))
+    def _record_csat(self, labels: tuple[str, ...], values: list[float]) -> None:
+        score, channel = labels
+        self.csat.labels(score, channel).inc(len(values))
+        self.csat_points.labels(channel).inc(int(score) * len(values))
 
     def record_write(self, events: int, seconds: float, delays: Iterable[float]) -> None:
         """A batch's database step; ``delays``: each event's record timestamp to the commit."""
@@ -238,11 +240,30 @@ class LifecycleMetrics:
             self.commit_delay.observe(max(0.0, delay))
 
     def record(self, result: BatchResult) -> None:
-        for observation in result.observations:
-            self._route[observation.name](observation)
-        # one labels() lookup per distinct series, not per event: it was most of this method's cost
-        for (topic, event_type, outcome), count in collections.Counter(result.outcomes).items():
+        """Per series, not per event: a ``labels()`` lookup per event was most of this method's cost."""
+        for (name, labels), values in result.observations.items():
+            self._route[name](labels, values)
+        for (topic, event_type, outcome), count in result.outcomes.items():
             self.events.labels(topic, event_type, outcome.value).inc(count)
+
+
+def _count(
+    counter: Counter, relabel: Callable[..., tuple[str, ...]] | None = None
+) -> Callable[[tuple[str, ...], list[float]], None]:
+    def record(labels: tuple[str, ...], values: list[float]) -> None:
+        target = counter.labels(*(relabel(*labels) if relabel else labels)) if labels else counter
+        target.inc(sum(values))
+
+    return record
+
+
+def _observe(histogram: Histogram) -> Callable[[tuple[str, ...], list[float]], None]:
+    def record(labels: tuple[str, ...], values: list[float]) -> None:
+        target = histogram.labels(*labels) if labels else histogram
+        for value in values:
+            target.observe(value)
+
+    return record
 
 
 class ReadModelCollector(Collector):

@@ -7,6 +7,7 @@ at all; the caller retries it, and the dedup records make the retry exact.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,13 +41,23 @@ class DeadLetter:
     reason: str
 
 
+# A metric series: the observation's name and labels
+Series = tuple[str, tuple[str, ...]]
+
+
 @dataclass
 class BatchResult:
+    """What the worker does with a committed batch. Observations and outcomes arrive tallied per series,
+    so the worker's event loop does per-series work (a label lookup each), not per-event work."""
+
     dead_letters: list[DeadLetter] = field(default_factory=list)
     transitions: list[Transition] = field(default_factory=list)
-    observations: list[Observation] = field(default_factory=list)
-    # (topic, event type, outcome) per message, for lifecycle_events_total
-    outcomes: list[tuple[str, str, Outcome]] = field(default_factory=list)
+    observations: dict[Series, list[float]] = field(default_factory=dict)
+    # messages per (topic, event type, outcome), for lifecycle_events_total
+    outcomes: Counter[tuple[str, str, Outcome]] = field(default_factory=Counter)
+
+    def observe(self, observation: Observation) -> None:
+        self.observations.setdefault((observation.name, observation.labels), []).append(observation.value)
 
 
 class Pipeline:
@@ -80,7 +91,7 @@ class Pipeline:
                 self._dead_letter(result, message, exc.error_class, exc.reason)
                 continue
             if event.event_id in batch_ids:
-                result.outcomes.append((message.topic, event.type, Outcome.DUPLICATE))
+                result.outcomes[message.topic, event.type, Outcome.DUPLICATE] += 1
                 continue
             batch_ids.add(event.event_id)
             valid.append((message, event))
@@ -93,6 +104,7 @@ class Pipeline:
 
     def _apply(self, session: Session, valid: list[tuple[RawMessage, Event]], result: BatchResult) -> None:
         processed_ids: list[str] = []
+        delays = result.observations.setdefault(("event_delay", ()), [])
         now = datetime.now(UTC).replace(tzinfo=None)
         working = self.repository.load(
             session,
@@ -103,21 +115,20 @@ class Pipeline:
         )
         for message, event in valid:
             if event.event_id in working.seen_event_ids:
-                result.outcomes.append((message.topic, event.type, Outcome.DUPLICATE))
+                result.outcomes[message.topic, event.type, Outcome.DUPLICATE] += 1
                 continue
             try:
                 applied: Applied = working.journeys.apply(event)
             except ConflictingEvent as exc:
                 self._dead_letter(result, message, "conflict", str(exc), event.type)
                 continue
-            result.outcomes.append((message.topic, event.type, applied.outcome))
+            result.outcomes[message.topic, event.type, applied.outcome] += 1
             # a repeated fact under a new event id (second deal.won) is remembered too: its replay is a duplicate
             processed_ids.append(event.event_id)
             if applied.outcome is Outcome.PROCESSED:
-                result.observations.extend(applied.observations)
-                result.observations.append(
-                    Observation("event_delay", (), max(0.0, (now - event.occurred_at).total_seconds()))
-                )
+                for observation in applied.observations:
+                    result.observe(observation)
+                delays.append(max(0.0, (now - event.occurred_at).total_seconds()))
                 if applied.transition is not None:
                     result.transitions.append(applied.transition)
         self.repository.save(session, working, processed_event_ids=processed_ids, transitions=result.transitions)
@@ -127,4 +138,4 @@ class Pipeline:
         result: BatchResult, message: RawMessage, error_class: str, reason: str, event_type: str = INVALID_TYPE
     ) -> None:
         result.dead_letters.append(DeadLetter(message, error_class, reason))
-        result.outcomes.append((message.topic, event_type, Outcome.DEAD_LETTERED))
+        result.outcomes[message.topic, event_type, Outcome.DEAD_LETTERED] += 1

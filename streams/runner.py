@@ -35,8 +35,8 @@ from typing import Any, Protocol, TypeVar
 
 from streams.db.engine import make_engine
 from streams.db.repository import Repository
-from streams.domain.journey import Observation, Outcome, Transition
-from streams.pipeline import BatchResult, DeadLetter, Pipeline, RawMessage
+from streams.domain.journey import Transition
+from streams.pipeline import BatchResult, Pipeline, RawMessage
 
 log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
@@ -64,16 +64,12 @@ class PipelineProcessDied(RuntimeError):
 # --- the calls, run next to a pipeline (in the child, or in the worker's thread) --------------------
 # What crosses the process boundary travels as plain tuples: pickle handles a tuple in a fraction of
 # the time it needs for an instance of a class (NamedTuple or dataclass), and it does so per event.
+# (A BatchResult crosses as it is: its per-event parts, the observations, are tallied into plain values.)
 PlainMessage = tuple[str, int, int, bytes | None, bytes | None, Sequence[tuple[str, bytes]]]
-PlainResult = tuple[
-    list[DeadLetter], list[Transition], list[tuple[str, tuple[str, ...], float]], list[tuple[str, str, Outcome]]
-]
 
 
-def _process(pipeline: Pipeline, messages: Sequence[PlainMessage], published: Sequence[str]) -> PlainResult:
-    result = pipeline.process([RawMessage._make(message) for message in messages], published=published)
-    observations: list[tuple[str, tuple[str, ...], float]] = [tuple(o) for o in result.observations]  # type: ignore[misc]
-    return result.dead_letters, result.transitions, observations, result.outcomes
+def _process(pipeline: Pipeline, messages: Sequence[PlainMessage], published: Sequence[str]) -> BatchResult:
+    return pipeline.process([RawMessage._make(message) for message in messages], published=published)
 
 
 def _unpublished(pipeline: Pipeline) -> list[Transition]:
@@ -265,8 +261,7 @@ class PipelineRunner:
     async def process(self, messages: Sequence[PlainMessage], published: Sequence[str] = ()) -> BatchResult:
         """``messages``: plain tuples cross to the child fastest (a RawMessage is one too, a slower one).
         ``published``: transitions now on Kafka, recorded in the batch's transaction (no extra one)."""
-        dead_letters, transitions, observations, outcomes = await self._calls(_process, messages, list(published))
-        return BatchResult(dead_letters, transitions, [Observation._make(o) for o in observations], outcomes)
+        return await self._calls(_process, messages, list(published))
 
     async def unpublished_transitions(self) -> list[Transition]:
         return await self._calls(_unpublished)

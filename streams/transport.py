@@ -7,12 +7,14 @@ That wait is half of what a bare Faust agent spends per event. Here one such wai
 whole fetched batch: the same interruption point and the same offset bookkeeping, paid once per
 fetch (``bench/run.py``, the two framework rows, shows the difference).
 
-**Fetch wait.** Faust hard-codes aiokafka's ``fetch_max_wait_ms=1500``. aiokafka leaves partitions
-that still hold buffered records out of the fetch in flight, so a partition drained meanwhile can
-wait that long for its next records at light load: the end-to-end latency. It is a setting here
-(``LIFECYCLE_KAFKA_FETCH_MAX_WAIT_MS``).
+**Fetch size and wait.** Faust hard-codes aiokafka's ``fetch_max_wait_ms=1500`` and leaves
+``fetch_min_bytes`` at 1. aiokafka leaves partitions that still hold buffered records out of the
+fetch in flight, so a partition drained meanwhile can wait the max wait for its next records at light
+load: the end-to-end latency. And with one byte the broker answers as soon as anything arrived: under
+load, hundreds of small fetches a second, each costing the broker and the consumer thread. Both are
+settings here (``LIFECYCLE_KAFKA_FETCH_MIN_BYTES``, ``LIFECYCLE_KAFKA_FETCH_MAX_WAIT_MS``).
 
-Both override private methods of faust-streaming 0.15.3 and one attribute of aiokafka 0.14.0, the
+Both override private methods of faust-streaming 0.15.3 and two attributes of aiokafka 0.14.0, the
 pinned versions; ``tests/streams/test_transport.py`` fails when an upgrade changes what they replace.
 
 **Bytes as they are.** Even the ``raw`` serializer sends each key and value through Faust's codec
@@ -50,6 +52,7 @@ class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         # read by AIOKafkaConsumer.start() when it builds its fetcher, so setting it before start suffices
         consumer._fetch_max_wait_ms = transport.fetch_max_wait_ms
+        consumer._fetch_min_bytes = transport.fetch_min_bytes
         return consumer
 
 
@@ -103,6 +106,7 @@ class Consumer(faust_aiokafka.Consumer):
 class Transport(faust_aiokafka.Transport):
     Consumer: ClassVar[type[Consumer]] = Consumer  # type: ignore[assignment]
 
-    def __init__(self, *args: Any, fetch_max_wait_ms: int = 1500, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, fetch_max_wait_ms: int = 1500, fetch_min_bytes: int = 1, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.fetch_min_bytes = fetch_min_bytes

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import os
@@ -11,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -201,15 +200,10 @@ def tree_memory_mib(pid: int, field: str = "VmRSS") -> float:
 
 
 class Recorder:
-    """A Send (streams.batches) that records what it was given and delivers at once."""
+    """A Publish (streams.batches) that records what it was given and delivers at once."""
 
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
 
-    async def __call__(
-        self, *, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
-    ) -> asyncio.Future[None]:
-        self.sent.append({"key": key, "value": value, "headers": dict(headers)})
-        delivered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        delivered.set_result(None)
-        return delivered
+    async def __call__(self, records: Sequence[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]]) -> None:
+        self.sent.extend({"key": key, "value": value, "headers": dict(headers)} for key, value, headers in records)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import operator
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 from typing import cast as typed_as
 
@@ -33,6 +35,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -152,22 +155,48 @@ class _DriverExecutemany:
     150 events a batch)."""
 
     sql: str
-    # per placeholder, in order: the row key it takes, and the conversion of its type (None: as is)
-    spec: tuple[tuple[str, Callable[[Any], Any] | None], ...]
+    values: Callable[[dict[str, Any]], tuple[Any, ...]]  # a row's values in placeholder order
+    # (placeholder index, its type's conversion), for the placeholders that have one
+    conversions: tuple[tuple[int, Callable[[Any], Any]], ...]
 
     @classmethod
     def compile(cls, statement: Insert | Update, dialect: Dialect, prefix: str = "") -> _DriverExecutemany:
         compiled = statement.compile(dialect=dialect)
-        spec = tuple(
-            (name.removeprefix(prefix), compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))
-            for name in compiled.positiontup or ()
-        )
-        return cls(str(compiled), spec)
+        names = [name.removeprefix(prefix) for name in compiled.positiontup or ()]
+        conversions = []
+        for index, name in enumerate(compiled.positiontup or ()):
+            type_ = compiled.binds[name].type.dialect_impl(dialect)
+            processor = type_.bind_processor(dialect)
+            if processor is not None:
+                slow = isinstance(type_, sqlite.DATETIME)
+                conversions.append((index, _sqlite_datetime(processor) if slow else processor))
+        getter = operator.itemgetter(*names)
+        values = getter if len(names) > 1 else lambda row: (getter(row),)
+        return cls(str(compiled), values, tuple(conversions))
 
     def run(self, session: Session, rows: Sequence[dict[str, Any]]) -> None:
-        spec = self.spec
-        parameters = [tuple(convert(row[name]) if convert else row[name] for name, convert in spec) for row in rows]
+        values, conversions = self.values, self.conversions
+        parameters: list[Any] = [values(row) for row in rows]
+        if conversions:
+            for position, row_values in enumerate(parameters):
+                converted = list(row_values)
+                for index, convert in conversions:
+                    converted[index] = convert(converted[index])
+                parameters[position] = tuple(converted)
         session.connection().exec_driver_sql(self.sql, parameters)  # SQL compiled by SQLAlchemy, values bound
+
+
+def _sqlite_datetime(fallback: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """SQLAlchemy's SQLite DATETIME text ('2026-01-02 03:04:05.000006') for a naive datetime, by
+    ``isoformat``: its own ``%`` formatting of seven fields cost 6 % of a batch. Anything else (None, an
+    aware datetime, a date) takes SQLAlchemy's path."""
+
+    def convert(value: Any) -> Any:
+        if value.__class__ is datetime and value.tzinfo is None:
+            return value.isoformat(" ", "microseconds")
+        return fallback(value)
+
+    return convert
 
 
 @functools.cache

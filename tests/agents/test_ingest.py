@@ -40,8 +40,8 @@ def test_agent_hands_batches_to_the_handler_and_never_dies_on_input(app: faust.A
     handler = BatchHandler(
         PipelineRunner.in_thread(Pipeline(repository, topics)),
         LifecycleMetrics(CollectorRegistry()),
-        send_dead_letter=dead,
-        send_transition=transitions,
+        publish_dead_letters=dead,
+        publish_transitions=transitions,
     )
     source = app.topic("leads", schema=RawBytes())
     agent = register_ingest(app, source, handler, batch_max=10, batch_within=0.01)

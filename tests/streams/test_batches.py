@@ -55,7 +55,8 @@ def handler_on(tmp_path: Path) -> tuple[BatchHandler, Repository, CountingRunner
     runner = CountingRunner.in_thread(Pipeline(repository, TOPICS))
     assert isinstance(runner, CountingRunner)
     metrics = LifecycleMetrics(CollectorRegistry())
-    return BatchHandler(runner, metrics, send_dead_letter=Recorder(), send_transition=Recorder()), repository, runner
+    handler = BatchHandler(runner, metrics, publish_dead_letters=Recorder(), publish_transitions=Recorder())
+    return handler, repository, runner
 
 
 def test_published_transitions_are_marked_in_the_next_batch_transaction(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from faust.sensors.prometheus import FaustMetrics
 from faust.types import TP, Message
 from prometheus_client import CollectorRegistry
@@ -29,3 +31,17 @@ def test_lag_series_are_kept_and_per_message_sensors_do_nothing() -> None:
     assert registry.get_sample_value("faust_messages_received_total") == 0
     assert registry.get_sample_value("faust_total_events_total") == 0
     assert monitor.messages_received_total == 0 and monitor.events_total == 0
+
+
+def test_end_offsets_are_reported_again_after_a_rebalance_clears_them() -> None:
+    registry = CollectorRegistry()
+    monitor = WorkerMonitor(metrics=FaustMetrics.create(registry, "faust"))
+    labels = {"topic": "leads", "partition": "2"}
+    monitor.track_tp_end_offset(LEADS, 120)
+
+    monitor.on_rebalance_start(SimpleNamespace(rebalancing_count=1))  # type: ignore[arg-type]
+    assert registry.get_sample_value("faust_topic_partition_end_offset", labels) is None
+    monitor.track_tp_end_offset(LEADS, 130)
+
+    assert registry.get_sample_value("faust_topic_partition_end_offset", labels) == 130
+    assert monitor.tp_end_offsets[LEADS] == 130

@@ -30,7 +30,7 @@ def message(offset: int) -> Message:
 @pytest.fixture
 def app() -> Iterator[faust.App]:
     app = faust.App("test-transport", broker="kafka://127.0.0.1:1", autodiscover=False)
-    use_lean_faust(app, CollectorRegistry(), fetch_max_wait_ms=77)
+    use_lean_faust(app, CollectorRegistry(), fetch_max_wait_ms=77, fetch_min_bytes=4321)
     yield app
 
 
@@ -39,12 +39,13 @@ def test_the_overridden_faust_and_aiokafka_code_is_the_reviewed_version() -> Non
     assert version("faust-streaming") == "0.15.3"
     assert version("aiokafka") == "0.14.0"
     assert "fetch_max_wait_ms=1500" in inspect.getsource(faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer)
-    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(aiokafka.AIOKafkaConsumer.start)
+    start = inspect.getsource(aiokafka.AIOKafkaConsumer.start)
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in start and "fetch_min_bytes=self._fetch_min_bytes" in start
     drain = inspect.getsource(faust_consumer.Consumer._drain_messages)
     assert "await self.wait_first(\n" in drain and "callback(message), self.suspend_flow.wait()" in drain
 
 
-def test_the_fetch_wait_setting_reaches_aiokafka(app: faust.App) -> None:
+def test_the_fetch_settings_reach_aiokafka(app: faust.App) -> None:
     async def created() -> aiokafka.AIOKafkaConsumer:
         consumer = app.consumer
         assert isinstance(consumer, Consumer) and isinstance(app.transport, Transport)
@@ -52,6 +53,7 @@ def test_the_fetch_wait_setting_reaches_aiokafka(app: faust.App) -> None:
 
     kafka_consumer = asyncio.run(created())
     assert kafka_consumer._fetch_max_wait_ms == 77
+    assert kafka_consumer._fetch_min_bytes == 4321
 
 
 def test_hand_over_keeps_order_skips_what_was_handed_over_and_records_gaps(
