@@ -225,8 +225,8 @@ def product(
 ) -> dict[str, float]:
     """``window``: measure between these shares of the events done (the scaling rows use 10-90 %, so
     the second worker's join and the rebalance it causes stay out of both the 1- and 2-worker figure).
-    Progress is the workers' own ``lifecycle_events_total``, counted once a batch is committed: a
-    ``count(*)`` of processed events would cost the database more with every stored event."""
+    Progress is the workers' own count of committed events (:meth:`BenchWorker.counted`): a ``count(*)``
+    of processed events would cost the database more with every stored event."""
     overrides = {"LIFECYCLE_PIPELINE_PROCESS": "false"} if in_thread else {}
     running = start_workers(worker_env(bootstrap, topics, database_url, **overrides), workers)
     usages = [TreeUsage(worker.process.pid) for worker in running]
@@ -257,8 +257,9 @@ def product(
 
 def latency(bootstrap: str, topics: list[str], database_url: str, rate: float, count: int) -> dict[str, float]:
     """Publish ``count`` fresh events at ``rate``/s; each one's latency runs from its publish to the first
-    /metrics poll (every 20 ms, of that one series) that counts it. Events are matched in order (the k-th counted is the
-    k-th published), exact for a FIFO pipeline and close for four partitions."""
+    /metrics poll (every 20 ms, of one series: :meth:`BenchWorker.counted`) that counts it. Events are
+    matched in order (the k-th counted is the k-th published), exact for a FIFO pipeline and close for
+    four partitions."""
     import threading
 
     import confluent_kafka
