@@ -1,8 +1,9 @@
 """The application service: one batch of Kafka messages in, one database transaction out.
 
-Blocking (SQLAlchemy), so the agent runs it in a thread. It is also what `lifecycle rebuild` and the
-tests call directly. A batch either commits whole (state, dedup records, outbox transitions) or not
-at all; the caller retries it, and the dedup records make the retry exact.
+Blocking (SQLAlchemy), so the worker runs it off its event loop (``streams.runner``: a process of its
+own, or a thread). It is also what `lifecycle rebuild` and the tests call directly. A batch either
+commits whole (state, dedup records, outbox transitions) or not at all; the caller retries it, and
+the dedup records make the retry exact.
 """
 
 from __future__ import annotations

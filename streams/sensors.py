@@ -3,9 +3,10 @@
 Those four (message in/out, stream event in/out) took a fifth of the worker's event loop
 (``bench/profile_worker.py``, README "Performance"), for counts that ``lifecycle_events_total``
 already keeps per topic, event type and outcome, once per batch. What stays is what ops use: the
-partition end and committed offsets (consumer lag), commits, rebalances, produced messages and
-web requests. The end offset is also set for every message (Faust's ``getmany``): its gauge's
-child is looked up once per partition, not per message (4-5 % of the worker under load).
+partition end and committed offsets (consumer lag), commits, rebalances and web requests (the
+worker's own messages go out as record batches, past the sensor of Faust's per-message send). The
+end offset is also set for every message (Faust's ``getmany``): its gauge's child is looked up once
+per partition, not per message (4-5 % of the worker under load).
 """
 
 from __future__ import annotations

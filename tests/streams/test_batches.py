@@ -22,6 +22,8 @@ from streams.runner import PipelineRunner, PlainMessage
 from tests.streams.test_pipeline import TOPICS
 from tests.support import Recorder, event
 
+DEADLINE = 60.0  # the handler retries failures forever: a broken write would otherwise hang the test
+
 
 class CountingRunner(PipelineRunner):
     """Counts the calls into the pipeline: each is a transaction."""
@@ -74,7 +76,7 @@ def test_published_transitions_are_marked_in_the_next_batch_transaction(tmp_path
         assert repository.unpublished_transitions() == []
         assert runner.calls == 3
 
-    asyncio.run(scenario())
+    asyncio.run(asyncio.wait_for(scenario(), DEADLINE))
 
 
 def test_idle_writer_marks_the_last_batch_on_its_own(tmp_path: Path) -> None:
@@ -94,4 +96,4 @@ def test_idle_writer_marks_the_last_batch_on_its_own(tmp_path: Path) -> None:
         assert len(acked) == 3
         assert repository.unpublished_transitions() == []
 
-    asyncio.run(scenario())
+    asyncio.run(asyncio.wait_for(scenario(), DEADLINE))
