@@ -327,23 +327,28 @@ class Repository:
 
     def _insert(self, session: Session, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
         """Every row has the same columns."""
-        if not rows:
-            return
-        columns = tuple(rows[0])
-        if self._postgresql:
-            session.execute(_insert_from_arrays(model, columns), _as_arrays(model, columns, rows))
-        else:
-            _driver_insert(model, columns, self.engine.dialect).run(session, rows)
+        self._write(session, model, rows, _insert_from_arrays, _driver_insert)
 
     def _update(self, session: Session, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
         """By primary key; every row has the same columns."""
+        self._write(session, model, rows, _update_from_arrays, _driver_update)
+
+    def _write(
+        self,
+        session: Session,
+        model: type[Base],
+        rows: Sequence[dict[str, Any]],
+        from_arrays: Callable[[type[Base], tuple[str, ...]], Insert | Update],
+        executemany: Callable[[type[Base], tuple[str, ...], Dialect], _DriverExecutemany],
+    ) -> None:
+        """PostgreSQL: one statement over column arrays; SQLite: the driver's executemany."""
         if not rows:
             return
         columns = tuple(rows[0])
         if self._postgresql:
-            session.execute(_update_from_arrays(model, columns), _as_arrays(model, columns, rows))
+            session.execute(from_arrays(model, columns), _as_arrays(model, columns, rows))
         else:
-            _driver_update(model, columns, self.engine.dialect).run(session, rows)
+            executemany(model, columns, self.engine.dialect).run(session, rows)
 
     # --- outbox --------------------------------------------------------------------------------
     def unpublished_transitions(self, limit: int = 10000) -> list[tuple[int, Transition]]:
