@@ -17,7 +17,7 @@ from typing import Any
 
 import faust
 from faust.sensors.prometheus import FaustMetrics
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, disable_created_metrics, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, disable_created_metrics
 from sqlalchemy import Engine
 
 from agents.ingest import register_ingest
@@ -26,7 +26,7 @@ from streams.contract import EVENT_TOPICS
 from streams.db.engine import make_engine, redacted
 from streams.db.migrations import upgrade
 from streams.kafka_admin import ensure_topics
-from streams.metrics import LifecycleMetrics, Quotas, ReadModelCollector
+from streams.metrics import LifecycleMetrics, Quotas, ReadModelCollector, scrape
 from streams.queries import customer_journey
 from streams.runner import PipelineConfig, PipelineRunner
 from streams.sensors import WorkerMonitor
@@ -41,7 +41,8 @@ class Lifecycle:
     settings: Settings
     app: faust.App
     engine: Engine
-    registry: CollectorRegistry
+    registry: CollectorRegistry  # what the worker counts (lifecycle_* counters, faust_*)
+    read_model: ReadModelCollector  # gauges read from the database at scrape time
     metrics: LifecycleMetrics
     handler: BatchHandler
     ingest: Any  # the Faust agent
@@ -110,7 +111,6 @@ def build(settings: Settings | None = None, *, registry: CollectorRegistry | Non
     if quotas is not None:
         metrics.create_owner_children(quotas.by_owner, quotas.currency)
     read_model = ReadModelCollector(engine, quotas, metrics.owner)
-    registry.register(read_model)
 
     config = PipelineConfig(
         settings.sqlalchemy_url,
@@ -131,8 +131,8 @@ def build(settings: Settings | None = None, *, registry: CollectorRegistry | Non
         retry_max_seconds=settings.db_retry_max_seconds,
     )
     ingest = register_ingest(app, source, handler, batch_max=settings.batch_max, batch_within=settings.batch_within)
-    lifecycle = Lifecycle(settings, app, engine, registry, metrics, handler, ingest)
-    _register_web(lifecycle, querying={family.name for family in read_model.describe()})
+    lifecycle = Lifecycle(settings, app, engine, registry, read_model, metrics, handler, ingest)
+    _register_web(lifecycle)
 
     @app.task  # type: ignore[untyped-decorator]
     async def _publish_outbox() -> None:
@@ -197,18 +197,12 @@ def kafka_publisher(app: faust.App, topic: str) -> Publish:
     return publish
 
 
-def _register_web(lifecycle: Lifecycle, *, querying: set[str]) -> None:
-    """``querying``: the metric names whose collection runs SQL."""
-    app, engine, registry = lifecycle.app, lifecycle.engine, lifecycle.registry
+def _register_web(lifecycle: Lifecycle) -> None:
+    app, engine, registry, read_model = lifecycle.app, lifecycle.engine, lifecycle.registry, lifecycle.read_model
 
     @app.page("/metrics")
     async def metrics_page(self: Any, request: Any) -> Any:
-        # ?name[]=a&name[]=b selects series, as prometheus_client's own handler does: a cheap poll
-        names = request.query.getall("name[]", [])
-        if names and querying.isdisjoint(names):  # counters only: rendered in place, a thread costs more
-            body = generate_latest(registry.restricted_registry(names))
-        else:  # the read model's gauges run SQL: off the event loop
-            body = await asyncio.to_thread(generate_latest, registry.restricted_registry(names) if names else registry)
+        body = await scrape(registry, read_model, request.query.getall("name[]", []))
         return self.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @app.page("/customers/{customer_id}")

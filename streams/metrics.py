@@ -7,14 +7,15 @@ from the database at scrape time, so a restarted worker reports them right away.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
@@ -274,11 +275,12 @@ class ReadModelCollector(Collector):
         self.quotas = quotas
         self.owner = owner or BoundedLabel(100)
 
+    names = frozenset(("lifecycle_customers", "lifecycle_tickets_open", "lifecycle_quota_attainment_ratio"))
+
     def describe(self) -> Iterator[Metric]:
-        """Names without a query: lets ``/metrics?name[]=...`` skip the SQL when these are not asked for."""
-        yield GaugeMetricFamily("lifecycle_customers", "")
-        yield GaugeMetricFamily("lifecycle_tickets_open", "")
-        yield GaugeMetricFamily("lifecycle_quota_attainment_ratio", "")
+        """Names without a query, for a registry's bookkeeping."""
+        for name in sorted(self.names):
+            yield GaugeMetricFamily(name, "")
 
     def collect(self) -> Iterator[Metric]:
         customers = GaugeMetricFamily("lifecycle_customers", "Customers by current lifecycle stage.", labels=["stage"])
@@ -321,3 +323,32 @@ class ReadModelCollector(Collector):
         yield customers
         yield open_tickets
         yield quota
+
+
+class _Collected:
+    """Families collected earlier, for ``generate_latest`` (which renders anything with ``collect()``)."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+async def scrape(counts: CollectorRegistry, read_model: ReadModelCollector, names: Collection[str] = ()) -> bytes:
+    """A ``/metrics`` body; ``names`` selects series (``?name[]=``), as prometheus_client's handler does.
+
+    The counters and histograms are collected here, on the event loop, where batches are counted: a
+    scrape shows whole batches. (Collected in a thread, one showed a batch's events but not yet its
+    conversion.) The read model's gauges run SQL, so they are collected, and the text rendered, in a
+    thread; a poll of counters only is rendered in place, where a thread would cost more."""
+    wanted = set(names)
+    counted = list((counts.restricted_registry(wanted) if wanted else counts).collect())
+    if wanted and wanted.isdisjoint(read_model.names):
+        return generate_latest(_Collected(counted))
+
+    def render() -> bytes:
+        queried = [family for family in read_model.collect() if not wanted or family.name in wanted]
+        return generate_latest(_Collected(counted + queried))
+
+    return await asyncio.to_thread(render)

@@ -1,18 +1,22 @@
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 import orjson
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
 from sqlalchemy import Engine
 
 from streams.contract import EVENT_TOPICS
 from streams.db.engine import make_engine
 from streams.db.migrations import upgrade
 from streams.db.repository import Repository
-from streams.metrics import OTHER_OWNER, BoundedLabel, LifecycleMetrics, Quotas, ReadModelCollector
+from streams.metrics import OTHER_OWNER, BoundedLabel, LifecycleMetrics, Quotas, ReadModelCollector, scrape
 from streams.pipeline import Pipeline, RawMessage
 from tests.support import event, metric_value
 
@@ -109,3 +113,65 @@ def test_series_stay_bounded_with_many_customers_and_owners(tmp_path: Path) -> N
     assert len(owners) == 51  # 50 named + "other"
     assert not any(label.startswith("c-") for s in series for label in s.labels.values())
     assert len(series) < 5000
+
+
+class ThreadNoting:
+    """Notes the thread each collection runs in."""
+
+    def __init__(self) -> None:
+        self.threads: list[int] = []
+
+    def note(self) -> None:
+        self.threads.append(threading.get_ident())
+
+
+class NotedCounter(ThreadNoting):
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily("noted", "")
+
+    def collect(self) -> Iterator[Metric]:
+        self.note()
+        yield CounterMetricFamily("noted", "A counter whose collection notes its thread.", value=1)
+
+
+class NotedReadModel(ReadModelCollector, ThreadNoting):
+    def collect(self) -> Iterator[Metric]:
+        self.note()
+        return super().collect()
+
+
+def scrape_setup(tmp_path: Path) -> tuple[CollectorRegistry, NotedCounter, NotedReadModel]:
+    engine, _pipeline = sqlite_pipeline(tmp_path)
+    counts = CollectorRegistry()
+    LifecycleMetrics(counts).create_known_children(TOPICS.values(), EVENT_TOPICS)
+    noted = NotedCounter()
+    counts.register(noted)
+    read_model = NotedReadModel(engine)
+    ThreadNoting.__init__(read_model)
+    return counts, noted, read_model
+
+
+def test_a_scrape_collects_counts_on_the_event_loop_and_the_read_model_in_a_thread(tmp_path: Path) -> None:
+    """Batches are counted on the event loop: counts collected there show whole batches (collected in a
+    thread, a scrape once showed a batch's events without its conversion). The SQL stays off the loop."""
+    counts, noted, read_model = scrape_setup(tmp_path)
+    loop_thread = threading.get_ident()
+    text = asyncio.run(scrape(counts, read_model)).decode()
+    assert noted.threads == [loop_thread]
+    assert len(read_model.threads) == 1 and read_model.threads[0] != loop_thread
+    assert metric_value(text, "noted_total") == 1
+    assert 'lifecycle_events_total{outcome="processed",topic="deals",type="deal.won"} 0.0' in text
+    assert 'lifecycle_customers{stage="lead"} 0.0' in text
+
+
+def test_a_scrape_of_selected_names_runs_sql_only_for_read_model_names(tmp_path: Path) -> None:
+    counts, _noted, read_model = scrape_setup(tmp_path)
+    text = asyncio.run(scrape(counts, read_model, ["lifecycle_conversions_total"])).decode()
+    assert read_model.threads == []
+    assert "lifecycle_conversions_total 0.0" in text
+    assert "lifecycle_events_total" not in text and "noted" not in text
+    text = asyncio.run(scrape(counts, read_model, ["lifecycle_customers", "noted_total"])).decode()
+    assert len(read_model.threads) == 1
+    assert 'lifecycle_customers{stage="customer"} 0.0' in text
+    assert metric_value(text, "noted_total") == 1
+    assert "lifecycle_tickets_open" not in text and "lifecycle_conversions_total" not in text
