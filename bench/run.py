@@ -53,6 +53,12 @@ def self_usage() -> tuple[float, float]:
     return proc_usage(os.getpid())
 
 
+def machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (all cores; /proc/stat: everything but idle and iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
 class TreeUsage:
     """CPU seconds and peak RSS of a process and its children (the worker's pipeline process), sampled
     while they live: a child's figures are gone once it exits."""
@@ -316,6 +322,11 @@ def latency(bootstrap: str, topics: list[str], database_url: str, rate: float, c
         while counted() < 1:
             time.sleep(0.05)
         warm = batch_totals(worker.port)  # the warm-up batch waited for the pipeline process to start
+        # where the cores go while the load runs: the worker (with its pipeline process), this load
+        # generator, and the rest (the broker, mostly)
+        tree = TreeUsage(worker.process.pid)
+        tree.sample()
+        cpu_before = (machine_busy(), tree.cpu, self_usage()[0])
         watcher.start()
         begin = time.perf_counter()
         for index, (topic, key, value) in enumerate(encoded[1:]):
@@ -329,6 +340,10 @@ def latency(bootstrap: str, topics: list[str], database_url: str, rate: float, c
             raise RuntimeError("the load generator could not deliver every event within 60 s")
         watcher.join(600)
         stop.set()
+        tree.sample()
+        cpu_after = (machine_busy(), tree.cpu, self_usage()[0])
+        busy, worker_cpu, generator_cpu = (after - before for after, before in zip(cpu_after, cpu_before, strict=True))
+        loaded = time.perf_counter() - begin
         batches = [end - start for start, end in zip(warm, batch_totals(worker.port), strict=True)]
     finally:
         worker.process.terminate()
@@ -356,6 +371,10 @@ def latency(bootstrap: str, topics: list[str], database_url: str, rate: float, c
         "batch_events": batch_events / batch_count,
         "write_ms": 1000 * write_seconds / batch_count,
         "publish_ms": 1000 * publish_seconds / batch_count,
+        "cores_busy": busy / loaded,
+        "cores_worker": worker_cpu / loaded,
+        "cores_generator": generator_cpu / loaded,
+        "cores_rest": (busy - worker_cpu - generator_cpu) / loaded,
     }
 
 
@@ -582,11 +601,14 @@ def report(
         lines += [
             "",
             "| end-to-end latency (publish -> committed and counted in /metrics) | offered events/s | events "
-            "| p50 ms | p95 ms | p99 ms | events per batch | write ms per batch | publish ms per batch |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "| p50 ms | p95 ms | p99 ms | events per batch | write ms per batch | publish ms per batch "
+            f"| cores busy (of {os.cpu_count()}): all / worker / load generator / broker and rest |",
+            "|---|---|---|---|---|---|---|---|---|---|",
             f"| product: SQLite | {latencies['rate']:,.0f} | {latencies['events']:.0f} "
             f"| {latencies['p50']:.0f} | {latencies['p95']:.0f} | {latencies['p99']:.0f} "
-            f"| {latencies['batch_events']:.0f} | {latencies['write_ms']:.0f} | {latencies['publish_ms']:.0f} |",
+            f"| {latencies['batch_events']:.0f} | {latencies['write_ms']:.0f} | {latencies['publish_ms']:.0f} "
+            f"| {latencies['cores_busy']:.2f} / {latencies['cores_worker']:.2f} / {latencies['cores_generator']:.2f}"
+            f" / {latencies['cores_rest']:.2f} |",
         ]
     print("\n".join(lines))
     out = ROOT / "bench" / "results"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -22,6 +22,7 @@ from streams.queries import stage_counts
 from streams.settings import Settings
 from streams.simulator import simulate
 from tests.conftest import settings_from
+from tests.integration.test_faults import count_messages, wait_until_published
 from tests.support import (
     LIFECYCLE,
     event,
@@ -147,6 +148,7 @@ def test_simulated_stream_with_duplicates_shuffle_and_bad_input(worker_env: dict
         families = {line.split()[2] for line in selected.decode().splitlines() if line.startswith("# TYPE")}
         assert families == {"lifecycle_events_total", "lifecycle_customers"}
         assert metric_value(selected.decode(), "lifecycle_events_total") == total
+        wait_until_published(settings, dead_letters=sent_bad)
 
     engine = make_engine(settings.sqlalchemy_url)
     assert stage_counts(engine) == dict(expected.stages)
@@ -174,15 +176,6 @@ def test_simulated_stream_with_duplicates_shuffle_and_bad_input(worker_env: dict
 
     # every transition the read model recorded is on the lifecycle topic
     assert count_messages(settings, settings.topic_lifecycle) == transitions
-
-
-def count_messages(settings: Settings, topic: str) -> int:
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None)
-    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-    ends = consumer.end_offsets(partitions)
-    starts = consumer.beginning_offsets(partitions)
-    consumer.close()
-    return sum(ends[tp] - starts[tp] for tp in partitions)
 
 
 def run_cli(env: dict[str, str], *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:

@@ -149,6 +149,26 @@ def wait_until_done(settings: Settings, simulation: Simulation, timeout: float =
     )
 
 
+def wait_until_published(settings: Settings, *, dead_letters: int, timeout: float = 120) -> None:
+    """/metrics counts a batch once committed; its dead letters and transitions reach Kafka right after
+    (before its ack). A test that stops the worker once all is counted waits for them first: a stop
+    leaves the batch being published unacked, for the next start."""
+    wait_for(
+        lambda: unpublished_transitions(settings) == 0 and count_messages(settings, settings.topic_dlq) >= dead_letters,
+        timeout=timeout,
+        what=f"every transition and {dead_letters} dead letters published",
+    )
+
+
+def count_messages(settings: Settings, topic: str) -> int:
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None)
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+    ends = consumer.end_offsets(partitions)
+    starts = consumer.beginning_offsets(partitions)
+    consumer.close()
+    return sum(ends[tp] - starts[tp] for tp in partitions)
+
+
 def reached(settings: Settings, count: int) -> Callable[[], bool]:
     return lambda: committed_events(settings) >= count
 

@@ -21,7 +21,7 @@ from streams.kafka_admin import ensure_topics
 from streams.publisher import EventPublisher
 from streams.simulator import simulate
 from tests.conftest import settings_from
-from tests.integration.test_faults import committed_events
+from tests.integration.test_faults import committed_events, wait_until_published
 from tests.support import event, metric_value, running_worker, wait_for_value
 
 pytestmark = pytest.mark.integration
@@ -138,6 +138,7 @@ def test_worker_survives_ten_thousand_malformed_messages(worker_env: dict[str, s
         assert metric_value(text, "lifecycle_events_total", outcome="dead_lettered") == len(bad)
         assert metric_value(text, "lifecycle_events_total", outcome="processed") == len(valid)
         assert worker.process is not None and worker.process.poll() is None
+        wait_until_published(settings_, dead_letters=len(bad))
     assert committed_events(settings_) == len(valid)
     letters = list(read_dead_letters(settings_))
     assert len(letters) == len(bad)
