@@ -455,7 +455,15 @@ def main() -> None:
     parser.add_argument("--postgres", default=os.environ.get("LIFECYCLE_TEST_POSTGRES_URL"))
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
     parser.add_argument("--growth", default="10000,100000,1000000", help="stored customers for the growth rows")
-    parser.add_argument("--latency-rate", type=float, help="offered events/s (default: half the SQLite row's rate)")
+    parser.add_argument(
+        "--latency-loads",
+        default="0.25,0.375,0.5",
+        help="offered loads of the latency rows, as shares of the SQLite row's events/s",
+    )
+    parser.add_argument(
+        "--latency-rate", type=float, help="one offered load in events/s instead (no SQLite row needed)"
+    )
+    parser.add_argument("--latency-events", type=int, default=30_000, help="events sent per latency run")
     options = parser.parse_args()
     sections = set(options.sections.split(","))
 
@@ -510,11 +518,20 @@ def main() -> None:
             if section in sections or label.startswith(("floor", "framework")):
                 runs = [run() for _ in range(options.repeat)]
                 rows[label] = {key: statistics.median(r[key] for r in runs) for key in ("seconds", "cpu", "rss")}
-        latencies: dict[str, float] = {}
+        latencies: list[dict[str, float]] = []
         if "latency" in sections:
-            rate = options.latency_rate or 0.5 * total / rows["product: SQLite"]["seconds"]
-            runs = [latency(bootstrap, topics, sqlite(), rate, 10_800) for _ in range(options.repeat)]
-            latencies = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+            loads: list[tuple[float | None, float]]
+            if options.latency_rate:
+                loads = [(None, options.latency_rate)]
+            else:
+                sqlite_rate = total / rows["product: SQLite"]["seconds"]
+                loads = [(float(share), float(share) * sqlite_rate) for share in options.latency_loads.split(",")]
+            for share, rate in loads:
+                runs = [
+                    latency(bootstrap, topics, sqlite(), rate, options.latency_events) for _ in range(options.repeat)
+                ]
+                row = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+                latencies.append({**row, "share": share} if share is not None else row)
         report(rows, latencies, total, options)
 
 
@@ -580,7 +597,7 @@ def fresh_postgres_database(server_url: str) -> str:
 
 
 def report(
-    rows: dict[str, dict[str, float]], latencies: dict[str, float], total: int, options: argparse.Namespace
+    rows: dict[str, dict[str, float]], latencies: list[dict[str, float]], total: int, options: argparse.Namespace
 ) -> None:
     floor_rate = total / rows["floor: aiokafka + JSON decode"]["seconds"]
     framework_rate = total / rows[FRAMEWORK]["seconds"]
@@ -604,12 +621,16 @@ def report(
             "| p50 ms | p95 ms | p99 ms | events per batch | write ms per batch | publish ms per batch "
             f"| cores busy (of {os.cpu_count()}): all / worker / load generator / broker and rest |",
             "|---|---|---|---|---|---|---|---|---|---|",
-            f"| product: SQLite | {latencies['rate']:,.0f} | {latencies['events']:.0f} "
-            f"| {latencies['p50']:.0f} | {latencies['p95']:.0f} | {latencies['p99']:.0f} "
-            f"| {latencies['batch_events']:.0f} | {latencies['write_ms']:.0f} | {latencies['publish_ms']:.0f} "
-            f"| {latencies['cores_busy']:.2f} / {latencies['cores_worker']:.2f} / {latencies['cores_generator']:.2f}"
-            f" / {latencies['cores_rest']:.2f} |",
         ]
+        for row in latencies:
+            load = f" ({row['share']:.1%} of its throughput)" if "share" in row else ""
+            lines.append(
+                f"| product: SQLite{load} | {row['rate']:,.0f} | {row['events']:.0f} "
+                f"| {row['p50']:.0f} | {row['p95']:.0f} | {row['p99']:.0f} "
+                f"| {row['batch_events']:.0f} | {row['write_ms']:.0f} | {row['publish_ms']:.0f} "
+                f"| {row['cores_busy']:.2f} / {row['cores_worker']:.2f} / {row['cores_generator']:.2f}"
+                f" / {row['cores_rest']:.2f} |"
+            )
     print("\n".join(lines))
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)

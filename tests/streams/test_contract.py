@@ -43,6 +43,11 @@ def test_unknown_extra_fields_are_accepted() -> None:
     [
         ([1, 2], "not_an_object", "JSON object"),
         ({**event("lead.created"), "type": "lead.teleported"}, "unknown_type", "unknown event type"),
+        ({**event("lead.created"), "type": "envelope"}, "unknown_type", "unknown event type"),
+        ({k: v for k, v in event("lead.created").items() if k != "type"}, "invalid_field", "type"),
+        ({**event("lead.created"), "type": 42}, "invalid_field", "type"),
+        # the envelope is checked with a known type too (its schema includes the envelope)
+        ({**event("deal.won"), "occurred_at": 5}, "invalid_field", "occurred_at"),
         ({**event("lead.created"), "schema_version": 2}, "unsupported_schema_version", "newer"),
         ({**event("lead.created"), "schema_version": 0}, "invalid_field", "schema_version"),
         ({k: v for k, v in event("lead.created").items() if k != "event_id"}, "invalid_field", "event_id"),
