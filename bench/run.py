@@ -234,6 +234,7 @@ def product(
     Progress is the workers' own count of committed events (:meth:`BenchWorker.counted`): a ``count(*)``
     of processed events would cost the database more with every stored event."""
     overrides = {"LIFECYCLE_PIPELINE_PROCESS": "false"} if in_thread else {}
+    os.sync()  # the previous rows' (and a copied database's) dirty pages are written back now, not during this one
     running = start_workers(worker_env(bootstrap, topics, database_url, **overrides), workers)
     usages = [TreeUsage(worker.process.pid) for worker in running]
     started, ended = 0.0, 0.0
@@ -281,6 +282,7 @@ def latency(bootstrap: str, topics: list[str], database_url: str, rate: float, c
     settings = Settings(topic_leads=fresh[0], topic_deals=fresh[1], topic_tickets=fresh[2])
     ensure_topics(settings, fresh)
     events = simulated(count, seed=2)
+    os.sync()  # as in product()
     worker = start_workers(env, 1)[0]
     try:
         while True:  # the worker's web server answers once it runs; then let it join the group
