@@ -1,9 +1,10 @@
-"""Throughput benchmark: the floor (aiokafka + JSON decode), the framework (a bare Faust agent) and the
-product (the real `lifecycle worker` on SQLite and PostgreSQL), on one broker, with the same events.
+"""Benchmark: the floor (aiokafka + JSON decode), the framework (a bare Faust agent) and the product
+(the real `lifecycle worker` on SQLite and PostgreSQL), on one broker, with the same events; then the
+product's end-to-end latency at fixed offered loads (README, Performance).
 
     .venv/bin/python bench/run.py --events 50000 --repeat 3 [--postgres postgresql+psycopg://...]
 
-Prints a table and writes bench/results/latest.json. Each measurement runs in its own process; its
+Prints tables and writes bench/results/latest.json. Each measurement runs in its own process; its
 time runs from the first to the last event handled (start-up excluded), CPU seconds and peak RSS are
 the process's own (/proc). The median of the repeats is reported.
 """
