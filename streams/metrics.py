@@ -270,12 +270,12 @@ def _observe(histogram: Histogram) -> Callable[[tuple[str, ...], list[float]], N
 class ReadModelCollector(Collector):
     """State gauges read from the database at scrape time (global state: aggregate with max, not sum)."""
 
+    names = frozenset(("lifecycle_customers", "lifecycle_tickets_open", "lifecycle_quota_attainment_ratio"))
+
     def __init__(self, engine: Engine, quotas: Quotas | None = None, owner: BoundedLabel | None = None) -> None:
         self.engine = engine
         self.quotas = quotas
         self.owner = owner or BoundedLabel(100)
-
-    names = frozenset(("lifecycle_customers", "lifecycle_tickets_open", "lifecycle_quota_attainment_ratio"))
 
     def describe(self) -> Iterator[Metric]:
         """Names without a query, for a registry's bookkeeping."""

@@ -115,28 +115,27 @@ def test_series_stay_bounded_with_many_customers_and_owners(tmp_path: Path) -> N
     assert len(series) < 5000
 
 
-class ThreadNoting:
-    """Notes the thread each collection runs in."""
+class NotedCounter:
+    """A counter whose collection notes the thread it runs in."""
 
     def __init__(self) -> None:
         self.threads: list[int] = []
 
-    def note(self) -> None:
-        self.threads.append(threading.get_ident())
-
-
-class NotedCounter(ThreadNoting):
     def describe(self) -> Iterator[Metric]:
         yield CounterMetricFamily("noted", "")
 
     def collect(self) -> Iterator[Metric]:
-        self.note()
+        self.threads.append(threading.get_ident())
         yield CounterMetricFamily("noted", "A counter whose collection notes its thread.", value=1)
 
 
-class NotedReadModel(ReadModelCollector, ThreadNoting):
+class NotedReadModel(ReadModelCollector):
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.threads: list[int] = []
+
     def collect(self) -> Iterator[Metric]:
-        self.note()
+        self.threads.append(threading.get_ident())
         return super().collect()
 
 
@@ -146,9 +145,7 @@ def scrape_setup(tmp_path: Path) -> tuple[CollectorRegistry, NotedCounter, Noted
     LifecycleMetrics(counts).create_known_children(TOPICS.values(), EVENT_TOPICS)
     noted = NotedCounter()
     counts.register(noted)
-    read_model = NotedReadModel(engine)
-    ThreadNoting.__init__(read_model)
-    return counts, noted, read_model
+    return counts, noted, NotedReadModel(engine)
 
 
 def test_a_scrape_collects_counts_on_the_event_loop_and_the_read_model_in_a_thread(tmp_path: Path) -> None:
