@@ -72,8 +72,9 @@ class BatchHandler:
     ) -> None:
         self.runner = runner
         self.metrics = metrics
-        self.publish_dead_letters = publish_dead_letters
-        self.publish_transition_records = publish_transitions
+        # where the records go, by topic: the methods below decide what and when
+        self._to_dead_letter_topic = publish_dead_letters
+        self._to_lifecycle_topic = publish_transitions
         self.retry_max_seconds = retry_max_seconds
         self._unmarked: list[str] = []  # transitions on Kafka, not yet recorded as published
 
@@ -106,7 +107,7 @@ class BatchHandler:
         transitions once more (at least once on the topic)."""
         if transitions:
             records: list[Record] = [(t.customer_id.encode(), transition_message(t), []) for t in transitions]
-            await self._retry("publish stage transitions", lambda: self.publish_transition_records(records))
+            await self._retry("publish stage transitions", lambda: self._to_lifecycle_topic(records))
             self._unmarked.extend(t.event_id for t in transitions)
 
     async def mark_published(self) -> None:
@@ -125,7 +126,7 @@ class BatchHandler:
     async def _publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         if not letters:
             return
-        await self.publish_dead_letters([(d.message.key, d.message.value, dead_letter_headers(d)) for d in letters])
+        await self._to_dead_letter_topic([(d.message.key, d.message.value, dead_letter_headers(d)) for d in letters])
         for letter in letters:
             log.warning(
                 "dead-lettered %s[%d]@%d: %s: %s",
