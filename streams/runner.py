@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from streams.db.engine import make_engine
+from streams.db.engine import WalCheckpoints, make_engine
 from streams.db.repository import Repository
 from streams.domain.journey import Transition
 from streams.pipeline import BatchResult, Pipeline, RawMessage
@@ -113,6 +113,7 @@ def _serve(config: PipelineConfig, connection: socket.socket, parent: int) -> No
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     pipeline = config.build()
+    checkpoints = WalCheckpoints.start_for(pipeline.repository.engine)  # a daemon thread: ends with us
     gc.freeze()  # as in the worker (streams.app.faust_worker): full collections skip the start-up's objects
     with connection:
         while True:
@@ -128,6 +129,8 @@ def _serve(config: PipelineConfig, connection: socket.socket, parent: int) -> No
                 _send_frame(connection, reply)
             except ConnectionError:  # the worker gave up on this call (cancelled) and closed
                 return
+            if checkpoints is not None:  # after the reply: the worker goes on with it meanwhile
+                checkpoints.restart_if_due()
 
 
 def _pickled_error(exc: Exception) -> bytes:

@@ -1,0 +1,76 @@
+"""SQLite checkpoints run in a thread of their own (``WalCheckpoints``), not in a batch's commit."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from streams.db.engine import WalCheckpoints, make_engine
+from tests.support import wait_for
+
+ROWS_PER_TRANSACTION = 200
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'wal.db'}")
+    yield engine
+    engine.dispose()
+
+
+def _write(engine: Engine, transactions: int, checkpoints: WalCheckpoints) -> None:
+    """As the pipeline process writes: transaction after transaction, the WAL restarted in between."""
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE IF NOT EXISTS t (payload TEXT)")
+    for _ in range(transactions):
+        with engine.begin() as connection:
+            connection.exec_driver_sql("INSERT INTO t VALUES (?)", [("x" * 1000,)] * ROWS_PER_TRANSACTION)
+        checkpoints.restart_if_due()
+
+
+def _rows_in_database_file(path: Path) -> int:
+    """What a checkpoint copied back: ``immutable`` reads the database file and ignores the WAL."""
+    connection = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    try:
+        return int(connection.execute("SELECT count(*) FROM t").fetchone()[0])
+    except sqlite3.DatabaseError:  # the table not in the file yet, or the file read mid-copy
+        return -1
+    finally:
+        connection.close()
+
+
+def test_the_engine_leaves_checkpoints_to_the_thread(engine: Engine, tmp_path: Path) -> None:
+    checkpoints = WalCheckpoints.start_for(engine, interval=0.05)
+    assert checkpoints is not None
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 0
+        _write(engine, 20, checkpoints)
+        total = 20 * ROWS_PER_TRANSACTION
+        wait_for(lambda: _rows_in_database_file(tmp_path / "wal.db") == total, what="the WAL copied back")
+    finally:
+        checkpoints.stop()
+
+
+def test_the_wal_starts_over_under_a_busy_writer(engine: Engine, tmp_path: Path) -> None:
+    """A writer that never pauses (as under load) appends while the thread copies: the WAL must still
+    start over, else its file grows by every transaction (to ~125 MB here)."""
+    checkpoints = WalCheckpoints.start_for(engine, interval=0.05)
+    assert checkpoints is not None
+    try:
+        _write(engine, 600, checkpoints)
+        total = 600 * ROWS_PER_TRANSACTION
+        wait_for(lambda: _rows_in_database_file(tmp_path / "wal.db") == total, what="the WAL copied back")
+    finally:
+        checkpoints.stop()
+    # ~25-35 MB measured: what the writer appends between two restarts, whatever it writes in all
+    assert (tmp_path / "wal.db-wal").stat().st_size < 60 * 2**20
+
+
+def test_only_a_sqlite_file_gets_the_thread() -> None:
+    assert WalCheckpoints.start_for(make_engine("sqlite://")) is None
+    assert WalCheckpoints.start_for(make_engine("postgresql+psycopg://user@127.0.0.1:1/none")) is None
