@@ -263,7 +263,9 @@ def product(
     return {"seconds": elapsed, "cpu": sum(u.cpu for u in usages), "rss": max(u.rss for u in usages)}
 
 
-def latency(bootstrap: str, topics: list[str], database_url: str, rate: float, count: int) -> dict[str, float]:
+def latency(
+    bootstrap: str, topics: list[str], database_url: str, rate: float, count: int, linger_ms: float
+) -> dict[str, float]:
     """Publish ``count`` fresh events at ``rate``/s; each one's latency runs from its publish to the first
     /metrics poll (every 20 ms, of one series: :meth:`BenchWorker.counted`) that counts it. Events are
     matched in order (the k-th counted is the k-th published), exact for a FIFO pipeline and close for
@@ -316,7 +318,9 @@ def latency(bootstrap: str, topics: list[str], database_url: str, rate: float, c
                 "bootstrap.servers": bootstrap,
                 "acks": "all",
                 "enable.idempotence": True,
-                "linger.ms": 5,
+                # upstream producers batch too: at librdkafka's default 5 ms the broker, on the same two cores,
+                # took twice the CPU for the same events (README, Performance); the linger counts in the latency
+                "linger.ms": linger_ms,
                 "partitioner": "murmur2_random",  # the Java client's and kafka-python's: same partition per key
             }
         )
@@ -467,6 +471,9 @@ def main() -> None:
         "--latency-rate", type=float, help="one offered load in events/s instead (no SQLite row needed)"
     )
     parser.add_argument("--latency-events", type=int, default=30_000, help="events sent per latency run")
+    parser.add_argument(
+        "--latency-linger-ms", type=float, default=25.0, help="the load generator's batching (librdkafka linger.ms)"
+    )
     options = parser.parse_args()
     sections = set(options.sections.split(","))
 
@@ -531,7 +538,8 @@ def main() -> None:
                 loads = [(float(share), float(share) * sqlite_rate) for share in options.latency_loads.split(",")]
             for share, rate in loads:
                 runs = [
-                    latency(bootstrap, topics, sqlite(), rate, options.latency_events) for _ in range(options.repeat)
+                    latency(bootstrap, topics, sqlite(), rate, options.latency_events, options.latency_linger_ms)
+                    for _ in range(options.repeat)
                 ]
                 row = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
                 latencies.append({**row, "share": share} if share is not None else row)
@@ -634,10 +642,17 @@ def report(
                 f"| {row['cores_busy']:.2f} / {row['cores_worker']:.2f} / {row['cores_generator']:.2f}"
                 f" / {row['cores_rest']:.2f} |"
             )
+        lines.append(f"\nload generator: librdkafka, linger.ms {options.latency_linger_ms:g}")
     print("\n".join(lines))
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    document = {"events": total, "machine": machine, "rows": rows, "latency": latencies}
+    document = {
+        "events": total,
+        "machine": machine,
+        "rows": rows,
+        "latency": latencies,
+        "latency_linger_ms": options.latency_linger_ms,
+    }
     (out / "latest.json").write_text(json.dumps(document, indent=2) + "\n")
 
 
