@@ -59,16 +59,19 @@ class WalCheckpoints:
     SQLite checkpoints inside the commit that fills the WAL to its limit (64 MiB here): 130 ms every
     ~6,000 events (measured), a stall for that batch and every event queued behind it, which made a
     good part of the end-to-end p99 (README, Performance). Here the engine's own connections never
-    checkpoint; every ``interval`` seconds the thread copies the WAL back passively, writers going on
-    meanwhile, twice (the second copies what was written during the first). Then the writer, between
-    two transactions, calls :meth:`restart_if_due`: it copies the few pages written since and has the
-    WAL start over from its beginning. A copy running beside a busy writer never gets there on its own
-    (its WAL grew without end, measured), and a thread waiting for the writer's lock to do it starves."""
+    checkpoint. Every ``interval`` seconds the thread copies the WAL back passively, writers going on
+    meanwhile, and again while they appended during the copy. Copies alone never had a busy writer's
+    WAL start over (it grew without end, measured), and a ``RESTART`` from the thread starved waiting
+    for the writer's lock: so the writer, between two transactions, calls :meth:`restart_if_due`,
+    which copies the little written since and has the WAL start over from its beginning."""
+
+    PASSES = 8  # a pass copies what was appended during the one before: fewer pages each time
 
     def __init__(self, engine: Engine, *, interval: float = 2.0) -> None:
         self.database = str(engine.url.database)
         self.interval = interval
         event.listen(engine, "connect", _no_autocheckpoint)  # runs after make_engine's pragmas
+        self._copying = threading.Lock()  # the two never checkpoint at once: one would wait for the other
         self._copied = threading.Event()  # copied back since the last restart
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wal-checkpoints", daemon=True)
@@ -85,14 +88,17 @@ class WalCheckpoints:
 
     def restart_if_due(self) -> None:
         """For the writer, between its transactions: a few milliseconds once every ``interval``."""
-        if not self._copied.is_set():
+        if not self._copied.is_set() or not self._copying.acquire(blocking=False):
             return
-        if self._restarts is None:
-            self._restarts = _connect(self.database)
         try:
-            self._checkpoint(self._restarts, "RESTART")
+            if self._restarts is None:
+                # a reader (a query on the file) keeps the WAL from starting over: then try after the next
+                # transaction, rather than hold the writer up
+                self._restarts = _connect(self.database, timeout=0.02)
+            if _checkpoint(self._restarts, "RESTART"):
+                self._copied.clear()
         finally:
-            self._copied.clear()
+            self._copying.release()
 
     def stop(self) -> None:
         self._stopped.set()
@@ -101,26 +107,34 @@ class WalCheckpoints:
             self._restarts.close()
 
     def _run(self) -> None:
-        connection = _connect(self.database)
+        connection = _connect(self.database, timeout=0)  # passive copies never wait
         try:
             while not self._stopped.wait(self.interval):
-                self._checkpoint(connection, "PASSIVE")
-                self._checkpoint(connection, "PASSIVE")
+                with self._copying:
+                    frames = None
+                    for _ in range(self.PASSES):
+                        written = _checkpoint(connection, "PASSIVE")
+                        if written is None or written == frames:  # nothing appended during the last copy
+                            break
+                        frames = written
                 self._copied.set()
         finally:
             connection.close()
 
-    @staticmethod
-    def _checkpoint(connection: sqlite3.Connection, mode: str) -> None:
-        try:
-            # fetchall: a statement left unfinished holds a read lock, and the WAL could not start over
-            connection.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
-        except sqlite3.Error as exc:  # the next round tries again; the writer's transactions are unaffected
-            log.warning("WAL checkpoint (%s) failed: %s", mode, exc)
+
+def _connect(database: str, *, timeout: float) -> sqlite3.Connection:
+    return sqlite3.connect(database, timeout=timeout, isolation_level=None, check_same_thread=False)
 
 
-def _connect(database: str) -> sqlite3.Connection:
-    return sqlite3.connect(database, timeout=30, isolation_level=None, check_same_thread=False)
+def _checkpoint(connection: sqlite3.Connection, mode: str) -> int | None:
+    """Frames in the WAL once done; None while a reader or writer kept it from finishing, or it failed."""
+    try:
+        # fetchall: a statement left unfinished holds a read lock, and the WAL could not start over
+        busy, frames, _ = connection.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()[0]
+    except sqlite3.Error as exc:  # the next round tries again; the writer's transactions go on
+        log.warning("WAL checkpoint (%s) failed: %s", mode, exc)
+        return None
+    return None if busy else int(frames)
 
 
 def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
