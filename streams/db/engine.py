@@ -95,7 +95,7 @@ class WalCheckpoints:
                 # a reader (a query on the file) keeps the WAL from starting over: then try after the next
                 # transaction, rather than hold the writer up
                 self._restarts = _connect(self.database, timeout=0.02)
-            if _checkpoint(self._restarts, "RESTART"):
+            if _checkpoint(self._restarts, _RESTART):
                 self._copied.clear()
         finally:
             self._copying.release()
@@ -113,7 +113,7 @@ class WalCheckpoints:
                 with self._copying:
                     frames = None
                     for _ in range(self.PASSES):
-                        written = _checkpoint(connection, "PASSIVE")
+                        written = _checkpoint(connection, _PASSIVE)
                         if written is None or written == frames:  # nothing appended during the last copy
                             break
                         frames = written
@@ -126,13 +126,17 @@ def _connect(database: str, *, timeout: float) -> sqlite3.Connection:
     return sqlite3.connect(database, timeout=timeout, isolation_level=None, check_same_thread=False)
 
 
-def _checkpoint(connection: sqlite3.Connection, mode: str) -> int | None:
+_PASSIVE = "PRAGMA wal_checkpoint(PASSIVE)"
+_RESTART = "PRAGMA wal_checkpoint(RESTART)"
+
+
+def _checkpoint(connection: sqlite3.Connection, pragma: str) -> int | None:
     """Frames in the WAL once done; None while a reader or writer kept it from finishing, or it failed."""
     try:
         # fetchall: a statement left unfinished holds a read lock, and the WAL could not start over
-        busy, frames, _ = connection.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()[0]
+        busy, frames, _ = connection.execute(pragma).fetchall()[0]
     except sqlite3.Error as exc:  # the next round tries again; the writer's transactions go on
-        log.warning("WAL checkpoint (%s) failed: %s", mode, exc)
+        log.warning("%s failed: %s", pragma, exc)
         return None
     return None if busy else int(frames)
 
