@@ -2,16 +2,25 @@
 Kafka, no worker; the simulator's events in batches of a given size, as the worker hands them over.
 
     .venv/bin/python bench/pipeline_cpu.py --batch 40,200,2000
+    .venv/bin/python bench/pipeline_cpu.py --batch 200 --instructions     # ~2 min; needs valgrind
 
 Prints, per batch size, CPU ms per batch and µs per event (process time, after a warm-up of 4,000
 events), and the statements a batch ran. What a change to the pipeline, the repository or the
 validation costs or saves, without the noise of the two cores the worker shares with the broker.
+
+CPU seconds still follow the VM's speed, which drifts by up to 1.7x within a minute (a pure-Python
+loop measured at 165-290 ms, run after run). ``--instructions`` counts the user-space instructions per
+event instead (valgrind's cachegrind, two runs ``--events`` apart, so start-up and warm-up cancel out):
+the same on a busy or an idle machine, within 0.5 % run to run. It leaves out the kernel's share (the
+commit's writes), about 7 % of the CPU time.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,14 +43,16 @@ from streams.runner import PipelineConfig, PlainMessage, _process  # noqa: E402
 WARM_UP = 4_000
 
 
-def measure(batch: int, events: int) -> tuple[float, collections.Counter[str]]:
-    """CPU seconds for ``events`` events after the warm-up, and the statements run per kind."""
+def measure(batch: int, events: int, simulated_events: int = 0) -> tuple[float, collections.Counter[str]]:
+    """CPU seconds for ``events`` events after the warm-up, and the statements run per kind.
+    ``simulated_events``: how many the simulator makes (at least ``events``), so that two runs can
+    differ in the events processed alone."""
     url = f"sqlite:///{tempfile.mkdtemp()}/pipeline.db"
     upgrade(make_engine(url))
     pipeline = PipelineConfig(url, {topic: topic for topic in set(EVENT_TOPICS.values())}, 3.0, 65536).build()
     messages: list[PlainMessage] = [
         (EVENT_TOPICS[document["type"]], 0, offset, document["customer_id"].encode(), orjson.dumps(document), [])
-        for offset, document in enumerate(simulated(WARM_UP + events, seed=3))
+        for offset, document in enumerate(simulated(WARM_UP + max(events, simulated_events), seed=3))
     ]
     statements: collections.Counter[str] = collections.Counter()
 
@@ -55,18 +66,48 @@ def measure(batch: int, events: int) -> tuple[float, collections.Counter[str]]:
         _process(pipeline, messages[start : min(start + batch, WARM_UP)], [])
     statements.clear()
     began = time.process_time()
-    for start in range(WARM_UP, len(messages), batch):
-        _process(pipeline, messages[start : start + batch], [])
+    for start in range(WARM_UP, WARM_UP + events, batch):
+        _process(pipeline, messages[start : min(start + batch, WARM_UP + events)], [])
     return time.process_time() - began, statements
+
+
+def instructions(batch: int, events: int) -> float:
+    """User-space instructions per event: this script under valgrind, for half of ``events`` and for all
+    of them, from the same simulated stream; the difference is the second half's events alone."""
+    counts = []
+    for measured in (events // 2, events):
+        valgrind = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
+        here = [sys.executable, __file__, "--batch", str(batch), "--events", str(measured)]
+        run = subprocess.run(
+            [*valgrind, *here, "--simulated-events", str(events)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        found = re.search(r"I\s+refs:\s+([\d,]+)", run.stderr)
+        if found is None:
+            raise RuntimeError(f"no instruction count in valgrind's output: {run.stderr[-500:]}")
+        counts.append(int(found.group(1).replace(",", "")))
+    return (counts[1] - counts[0]) / (events - events // 2)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch", default="40,200,2000", help="comma-separated batch sizes")
-    parser.add_argument("--events", type=int, default=40_000, help="events measured per batch size")
+    parser.add_argument(
+        "--events", type=int, help="events measured per batch size (default 40,000; 4,000 with --instructions)"
+    )
+    parser.add_argument("--instructions", action="store_true", help="instructions per event, by valgrind")
+    parser.add_argument("--simulated-events", type=int, default=0, help=argparse.SUPPRESS)
     options = parser.parse_args()
+    if options.instructions:
+        for batch in (int(size) for size in options.batch.split(",")):
+            count = instructions(batch, options.events or 4_000)
+            print(f"batch {batch}: {count:,.0f} instructions per event")
+        return
+    options.events = options.events or 40_000
     for batch in (int(size) for size in options.batch.split(",")):
-        seconds, statements = measure(batch, options.events)
+        seconds, statements = measure(batch, options.events, options.simulated_events)
         batches = -(-options.events // batch)
         per_batch = ", ".join(f"{kind} {count / batches:.1f}" for kind, count in statements.most_common())
         print(

@@ -115,6 +115,9 @@ def _serve(config: PipelineConfig, connection: socket.socket, parent: int) -> No
     pipeline = config.build()
     checkpoints = WalCheckpoints.start_for(pipeline.repository.engine)  # a daemon thread: ends with us
     gc.freeze()  # as in the worker (streams.app.faust_worker): full collections skip the start-up's objects
+    # a batch allocates tens of thousands of objects, nearly all freed by reference counting: a young
+    # collection every 700 allocations walked them for nothing (-1.7 % of the instructions per event, valgrind)
+    gc.set_threshold(20_000, *gc.get_threshold()[1:])
     with connection:
         while True:
             try:

@@ -97,3 +97,27 @@ def test_idle_writer_marks_the_last_batch_on_its_own(tmp_path: Path) -> None:
         assert repository.unpublished_transitions() == []
 
     asyncio.run(asyncio.wait_for(scenario(), DEADLINE))
+
+
+def test_a_batch_within_the_idle_delay_carries_the_marks(tmp_path: Path) -> None:
+    handler, repository, runner = handler_on(tmp_path)
+    acked: list[Any] = []
+
+    async def ack(event: Any) -> None:
+        acked.append(event)
+
+    async def acked_count(count: int) -> None:
+        while len(acked) < count:  # under the test's deadline
+            await asyncio.sleep(0.01)
+
+    async def scenario() -> None:
+        async with BatchWriter(handler, ack=ack, batch_max=10, mark_idle_after=DEADLINE) as writer:
+            await writer.put([faust_event(event("lead.created", "c-1"), 0)])
+            await acked_count(1)
+            await writer.put([faust_event(event("lead.created", "c-2"), 1)])
+            await acked_count(2)
+            # the second batch's transaction recorded the first's transition; no transaction of its own
+            assert [t.customer_id for _, t in repository.unpublished_transitions()] == ["c-2"]
+            assert runner.calls == 2
+
+    asyncio.run(asyncio.wait_for(scenario(), DEADLINE / 2))
