@@ -121,3 +121,23 @@ def test_a_batch_within_the_idle_delay_carries_the_marks(tmp_path: Path) -> None
             assert runner.calls == 2
 
     asyncio.run(asyncio.wait_for(scenario(), DEADLINE / 2))
+
+
+def test_a_stop_within_the_idle_delay_marks_at_once(tmp_path: Path) -> None:
+    handler, repository, runner = handler_on(tmp_path)
+    acked: list[Any] = []
+
+    async def ack(event: Any) -> None:
+        acked.append(event)
+
+    async def scenario() -> None:
+        async with BatchWriter(handler, ack=ack, batch_max=10, mark_idle_after=DEADLINE) as writer:
+            await writer.put([faust_event(event("lead.created", "c-1"), 0)])
+            while not acked:  # under the test's deadline
+                await asyncio.sleep(0.01)
+            assert len(repository.unpublished_transitions()) == 1
+        # the next start would otherwise publish the transition again
+        assert repository.unpublished_transitions() == []
+        assert runner.calls == 2
+
+    asyncio.run(asyncio.wait_for(scenario(), DEADLINE / 2))
