@@ -79,21 +79,33 @@ def test_published_transitions_are_marked_in_the_next_batch_transaction(tmp_path
     asyncio.run(asyncio.wait_for(scenario(), DEADLINE))
 
 
+class Acks:
+    """The writer's ack: records the acked events."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    async def __call__(self, event: Any) -> None:
+        self.events.append(event)
+
+    async def until(self, count: int) -> None:
+        """Waits for ``count`` acks, under the test's deadline: the writer runs beside the test."""
+        while len(self.events) < count:
+            await asyncio.sleep(0.01)
+
+
 def test_idle_writer_marks_the_last_batch_on_its_own(tmp_path: Path) -> None:
     handler, repository, _ = handler_on(tmp_path)
-    acked: list[Any] = []
-
-    async def ack(event: Any) -> None:
-        acked.append(event)
+    acks = Acks()
 
     async def scenario() -> None:
-        async with BatchWriter(handler, ack=ack, batch_max=10) as writer:
+        async with BatchWriter(handler, ack=acks, batch_max=10) as writer:
             await writer.put([faust_event(event("lead.created", f"c-{n}"), n) for n in range(3)])
             for _ in range(500):  # a deadline, not a sleep: the writer runs beside this task
-                if len(acked) == 3 and not repository.unpublished_transitions():
+                if len(acks.events) == 3 and not repository.unpublished_transitions():
                     break
                 await asyncio.sleep(0.01)
-        assert len(acked) == 3
+        assert len(acks.events) == 3
         assert repository.unpublished_transitions() == []
 
     asyncio.run(asyncio.wait_for(scenario(), DEADLINE))
@@ -101,21 +113,14 @@ def test_idle_writer_marks_the_last_batch_on_its_own(tmp_path: Path) -> None:
 
 def test_a_batch_within_the_idle_delay_carries_the_marks(tmp_path: Path) -> None:
     handler, repository, runner = handler_on(tmp_path)
-    acked: list[Any] = []
-
-    async def ack(event: Any) -> None:
-        acked.append(event)
-
-    async def acked_count(count: int) -> None:
-        while len(acked) < count:  # under the test's deadline
-            await asyncio.sleep(0.01)
+    acks = Acks()
 
     async def scenario() -> None:
-        async with BatchWriter(handler, ack=ack, batch_max=10, mark_idle_after=DEADLINE) as writer:
+        async with BatchWriter(handler, ack=acks, batch_max=10, mark_idle_after=DEADLINE) as writer:
             await writer.put([faust_event(event("lead.created", "c-1"), 0)])
-            await acked_count(1)
+            await acks.until(1)
             await writer.put([faust_event(event("lead.created", "c-2"), 1)])
-            await acked_count(2)
+            await acks.until(2)
             # the second batch's transaction recorded the first's transition; no transaction of its own
             assert [t.customer_id for _, t in repository.unpublished_transitions()] == ["c-2"]
             assert runner.calls == 2
@@ -125,16 +130,12 @@ def test_a_batch_within_the_idle_delay_carries_the_marks(tmp_path: Path) -> None
 
 def test_a_stop_within_the_idle_delay_marks_at_once(tmp_path: Path) -> None:
     handler, repository, runner = handler_on(tmp_path)
-    acked: list[Any] = []
-
-    async def ack(event: Any) -> None:
-        acked.append(event)
+    acks = Acks()
 
     async def scenario() -> None:
-        async with BatchWriter(handler, ack=ack, batch_max=10, mark_idle_after=DEADLINE) as writer:
+        async with BatchWriter(handler, ack=acks, batch_max=10, mark_idle_after=DEADLINE) as writer:
             await writer.put([faust_event(event("lead.created", "c-1"), 0)])
-            while not acked:  # under the test's deadline
-                await asyncio.sleep(0.01)
+            await acks.until(1)
             assert len(repository.unpublished_transitions()) == 1
         # the next start would otherwise publish the transition again
         assert repository.unpublished_transitions() == []
