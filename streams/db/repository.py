@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import Any, TypeVar
 from typing import cast as typed_as
 
-import orjson
 from sqlalchemy import (
     ARRAY,
     JSON,
@@ -40,6 +39,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from streams.db.engine import json_text
 from streams.db.models import Base, Customer, Deal, ProcessedEvent, StageTransition, Ticket
 from streams.domain.journey import CustomerState, DealState, Journeys, TicketState, Transition
 from streams.domain.stages import Stage
@@ -228,7 +228,7 @@ def _as_arrays(model: type[Base], columns: tuple[str, ...], rows: Sequence[dict[
     for name in columns:
         values = [row[name] for row in rows]
         if isinstance(table.c[name].type, JSON):
-            values = [orjson.dumps(value).decode() for value in values]
+            values = [json_text(value) for value in values]
         arrays[f"a_{name}"] = values
     return arrays
 
@@ -257,7 +257,7 @@ class _DriverSelect:
                 conversions.append((index, processor))
         return cls(head, tail, tuple(conversions))
 
-    def rows(self, session: Session, values: Sequence[str]) -> Iterator[Sequence[Any]]:
+    def rows(self, session: Session, values: Collection[str]) -> Iterator[Sequence[Any]]:
         for chunk in _chunks(values):
             sql = self.head + ",".join("?" * len(chunk)) + self.tail
             fetched = session.connection().exec_driver_sql(sql, tuple(chunk)).cursor.fetchall()
@@ -285,7 +285,7 @@ def _select_rows(
     if as_array:
         statement = _select_in(model, columns, key, as_array)
         return (row for chunk in _chunks(values) for row in session.execute(statement, {"values": chunk}))
-    return _driver_select(model, columns, key, session.get_bind().dialect).rows(session, list(values))
+    return _driver_select(model, columns, key, session.get_bind().dialect).rows(session, values)
 
 
 def _select_states(
