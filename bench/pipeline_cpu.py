@@ -39,17 +39,21 @@ from streams.contract import EVENT_TOPICS  # noqa: E402
 from streams.db.engine import make_engine  # noqa: E402
 from streams.db.migrations import upgrade  # noqa: E402
 from streams.runner import PipelineConfig, PlainMessage, _process  # noqa: E402
+from streams.settings import Settings  # noqa: E402
 
 WARM_UP = 4_000
 
 
-def measure(batch: int, events: int, simulated_events: int = 0) -> tuple[float, collections.Counter[str]]:
+def measure(
+    batch: int, events: int, state_cache: int, simulated_events: int = 0
+) -> tuple[float, collections.Counter[str]]:
     """CPU seconds for ``events`` events after the warm-up, and the statements run per kind.
     ``simulated_events``: how many the simulator makes (at least ``events``), so that two runs can
     differ in the events processed alone."""
     url = f"sqlite:///{tempfile.mkdtemp()}/pipeline.db"
     upgrade(make_engine(url))
-    pipeline = PipelineConfig(url, {topic: topic for topic in set(EVENT_TOPICS.values())}, 3.0, 65536).build()
+    topics = {topic: topic for topic in set(EVENT_TOPICS.values())}
+    pipeline = PipelineConfig(url, topics, 3.0, 65536, state_cache).build()
     messages: list[PlainMessage] = [
         (EVENT_TOPICS[document["type"]], 0, offset, document["customer_id"].encode(), orjson.dumps(document), [])
         for offset, document in enumerate(simulated(WARM_UP + max(events, simulated_events), seed=3))
@@ -71,13 +75,14 @@ def measure(batch: int, events: int, simulated_events: int = 0) -> tuple[float, 
     return time.process_time() - began, statements
 
 
-def instructions(batch: int, events: int) -> float:
+def instructions(batch: int, events: int, state_cache: int) -> float:
     """User-space instructions per event: this script under valgrind, for half of ``events`` and for all
     of them, from the same simulated stream; the difference is the second half's events alone."""
     counts = []
     for measured in (events // 2, events):
         valgrind = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
         here = [sys.executable, __file__, "--batch", str(batch), "--events", str(measured)]
+        here += ["--state-cache-customers", str(state_cache)]
         run = subprocess.run(
             [*valgrind, *here, "--simulated-events", str(events)],
             capture_output=True,
@@ -98,16 +103,22 @@ def main() -> None:
         "--events", type=int, help="events measured per batch size (default 40,000; 4,000 with --instructions)"
     )
     parser.add_argument("--instructions", action="store_true", help="instructions per event, by valgrind")
+    parser.add_argument(
+        "--state-cache-customers",
+        type=int,
+        default=Settings.model_fields["state_cache_customers"].default,
+        help="customers kept between batches (LIFECYCLE_STATE_CACHE_CUSTOMERS; default: the worker's)",
+    )
     parser.add_argument("--simulated-events", type=int, default=0, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.instructions:
         for batch in (int(size) for size in options.batch.split(",")):
-            count = instructions(batch, options.events or 4_000)
+            count = instructions(batch, options.events or 4_000, options.state_cache_customers)
             print(f"batch {batch}: {count:,.0f} instructions per event")
         return
     options.events = options.events or 40_000
     for batch in (int(size) for size in options.batch.split(",")):
-        seconds, statements = measure(batch, options.events, options.simulated_events)
+        seconds, statements = measure(batch, options.events, options.state_cache_customers, options.simulated_events)
         batches = -(-options.events // batch)
         per_batch = ", ".join(f"{kind} {count / batches:.1f}" for kind, count in statements.most_common())
         print(

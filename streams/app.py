@@ -117,6 +117,7 @@ def build(settings: Settings | None = None, *, registry: CollectorRegistry | Non
         settings.source_topics,
         settings.at_risk_csat_threshold,
         settings.max_message_bytes,
+        settings.state_cache_customers,
     )
     runner = (
         PipelineRunner.in_process(config) if settings.pipeline_process else PipelineRunner.in_thread(config.build())

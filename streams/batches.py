@@ -116,6 +116,10 @@ class BatchHandler:
             published, self._unmarked = self._unmarked, []
             await self._retry("mark transitions published", lambda: self.runner.process((), published))
 
+    async def forget_states(self) -> None:
+        """At a rebalance: customers may move to another worker and back, so none is known any more."""
+        await self._retry("forget the kept states", self.runner.forget_states)
+
     async def publish_outbox(self) -> int:
         """Transitions committed but not yet published (the worker died in between): publish them now."""
         pending = await self.runner.unpublished_transitions()
@@ -231,7 +235,8 @@ class BatchWriter:
 
     async def on_partitions_revoked(self, revoked: Collection[Any]) -> None:
         """Queued events of revoked partitions go back to Kafka (unacked: their new owner gets them), and
-        the batch being written finishes first, so two workers never write one customer at once."""
+        the batch being written finishes first, so two workers never write one customer at once. The
+        pipeline's kept states are forgotten: what comes back after the rebalance may have moved on."""
         async with self._changed:
             kept = [event for event in self._pending if event.message.tp not in revoked]
             self._pending.clear()
@@ -239,6 +244,8 @@ class BatchWriter:
             self._changed.notify_all()
         async with self._writing:
             await self._published()
+            if revoked:
+                await self.handler.forget_states()
 
     async def __aenter__(self) -> BatchWriter:
         self._task = asyncio.ensure_future(self.run())

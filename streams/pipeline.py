@@ -97,7 +97,7 @@ class Pipeline:
             batch_ids.add(event.event_id)
             valid.append((message, event))
         if valid or published:
-            with Session(self.repository.engine) as session, session.begin():
+            with self.repository.transaction() as session:
                 self.repository.mark_published(session, published)
                 if valid:
                     self._apply(session, valid, result)

@@ -25,7 +25,11 @@ def rebuild(settings: Settings, *, batch_size: int = 5000) -> int:
     engine = make_engine(settings.sqlalchemy_url)
     reset(engine)
     pipeline = Pipeline(
-        Repository(engine, at_risk_threshold=settings.at_risk_csat_threshold),
+        Repository(
+            engine,
+            at_risk_threshold=settings.at_risk_csat_threshold,
+            state_cache_customers=settings.state_cache_customers,
+        ),
         settings.source_topics,
         max_message_bytes=settings.max_message_bytes,
     )

@@ -51,9 +51,14 @@ class PipelineConfig:
     source_topics: Mapping[str, str]
     at_risk_threshold: float
     max_message_bytes: int
+    state_cache_customers: int = 0
 
     def build(self) -> Pipeline:
-        repository = Repository(make_engine(self.database_url), at_risk_threshold=self.at_risk_threshold)
+        repository = Repository(
+            make_engine(self.database_url),
+            at_risk_threshold=self.at_risk_threshold,
+            state_cache_customers=self.state_cache_customers,
+        )
         return Pipeline(repository, self.source_topics, max_message_bytes=self.max_message_bytes)
 
 
@@ -74,6 +79,10 @@ def _process(pipeline: Pipeline, messages: Sequence[PlainMessage], published: Se
 
 def _unpublished(pipeline: Pipeline) -> list[Transition]:
     return [transition for _, transition in pipeline.repository.unpublished_transitions()]
+
+
+def _forget_states(pipeline: Pipeline) -> None:
+    pipeline.repository.cache.forget()
 
 
 # --- the child process -----------------------------------------------------------------------------
@@ -271,6 +280,10 @@ class PipelineRunner:
 
     async def unpublished_transitions(self) -> list[Transition]:
         return await self._calls(_unpublished)
+
+    async def forget_states(self) -> None:
+        """The pipeline's kept states are read from the database again: others may have written them."""
+        await self._calls(_forget_states)
 
     def close(self) -> None:
         self._calls.close()

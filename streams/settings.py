@@ -66,6 +66,12 @@ class Settings(BaseSettings):
     )
     at_risk_csat_threshold: float = Field(3.0, description="Mean of the last 3 CSAT scores below it: at_risk.")
     max_message_bytes: int = Field(65536, ge=1024, description="Larger messages are dead-lettered.")
+    state_cache_customers: int = Field(
+        20_000,
+        ge=0,
+        description="Customers (with their deals, and as many tickets) whose committed state the pipeline "
+        "keeps between batches; forgotten at a rebalance. 0: every batch reads all it touches from the database.",
+    )
     pipeline_process: bool = Field(
         True, description="Run batches in a process of their own (a second core); false: in a worker thread."
     )

@@ -41,6 +41,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from streams.db.engine import json_text
 from streams.db.models import Base, Customer, Deal, ProcessedEvent, StageTransition, Ticket
+from streams.db.state_cache import StateCache
 from streams.domain.journey import CustomerState, DealState, Journeys, TicketState, Transition
 from streams.domain.stages import Stage
 
@@ -300,10 +301,35 @@ _AUTO_PLANS = select(func.set_config("plan_cache_mode", "auto", True))
 
 
 class Repository:
-    def __init__(self, engine: Engine, *, at_risk_threshold: float = 3.0) -> None:
+    def __init__(self, engine: Engine, *, at_risk_threshold: float = 3.0, state_cache_customers: int = 0) -> None:
+        """``state_cache_customers``: how many customers' committed states to keep for the next batches
+        (:class:`StateCache`); 0 reads everything from the database, for when others write it too."""
         self.engine = engine
         self.at_risk_threshold = at_risk_threshold
         self._postgresql = engine.dialect.name == "postgresql"
+        self.cache = StateCache(state_cache_customers)
+        self._saved: WorkingSet | None = None  # kept once its transaction commits
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A batch's transaction. What it saved is kept once it commits; a failure forgets every kept
+        state, since the domain changed them in place."""
+        self._saved = None
+        try:
+            with Session(self.engine) as session, session.begin():
+                yield session
+        except BaseException:
+            self._saved = None
+            self.cache.forget()
+            raise
+        saved, self._saved = self._saved, None
+        if saved is not None:
+            journeys = saved.journeys
+            self.cache.remember(
+                (journeys.customers[key] for key in saved.existing_customers | journeys.changed_customers),
+                journeys.deals_by_customer,
+                (journeys.tickets[key] for key in saved.existing_tickets | journeys.changed_tickets),
+            )
 
     @contextlib.contextmanager
     def _planned_per_run(self, session: Session) -> Iterator[None]:
@@ -328,23 +354,24 @@ class Repository:
         deal_ids: Collection[str],
         ticket_ids: Collection[str],
     ) -> WorkingSet:
+        customers, deals, missed_customers = self.cache.customers(customer_ids)
+        tickets, missed_tickets = self.cache.tickets(ticket_ids)
         with self._planned_per_run(session):
             seen: set[str] = set()
             array = self._postgresql
             processed = _select_rows(session, ProcessedEvent, ("event_id",), "event_id", event_ids, array)
             seen.update(row[0] for row in processed)
-            customers: dict[str, CustomerState] = {}
-            for state in _select_states(session, Customer, CustomerState, "customer_id", customer_ids, array):
+            for state in _select_states(session, Customer, CustomerState, "customer_id", missed_customers, array):
                 state.stage = Stage(state.stage) if state.stage else None
                 state.recent_csat = [(str(a), str(b), int(c)) for a, b, c in state.recent_csat or []]
                 customers[state.customer_id] = state
             # every deal of the batch's customers: the stage rule needs them all
-            deals = {d.deal_id: d for d in _select_states(session, Deal, DealState, "customer_id", customer_ids, array)}
+            for deal in _select_states(session, Deal, DealState, "customer_id", missed_customers, array):
+                deals[deal.deal_id] = deal
             for deal in _select_states(session, Deal, DealState, "deal_id", set(deal_ids) - deals.keys(), array):
                 deals[deal.deal_id] = deal
-            tickets = {
-                t.ticket_id: t for t in _select_states(session, Ticket, TicketState, "ticket_id", ticket_ids, array)
-            }
+            for ticket in _select_states(session, Ticket, TicketState, "ticket_id", missed_tickets, array):
+                tickets[ticket.ticket_id] = ticket
         journeys = Journeys(customers, deals, tickets, at_risk_threshold=self.at_risk_threshold)
         return WorkingSet(journeys, seen, set(customers), set(deals), set(tickets))
 
@@ -357,6 +384,7 @@ class Repository:
         transitions: Sequence[Transition],
     ) -> None:
         journeys = working.journeys
+        self._saved = working
         self._upsert(session, Customer, journeys.customers, journeys.changed_customers, working.existing_customers)
         self._upsert(session, Deal, journeys.deals, journeys.changed_deals, working.existing_deals)
         self._upsert(session, Ticket, journeys.tickets, journeys.changed_tickets, working.existing_tickets)

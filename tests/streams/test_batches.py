@@ -13,13 +13,14 @@ import orjson
 from prometheus_client import CollectorRegistry
 
 from streams.batches import BatchHandler, BatchWriter
+from streams.contract import EVENT_TOPICS
 from streams.db.engine import make_engine
 from streams.db.migrations import upgrade
 from streams.db.repository import Repository
 from streams.metrics import LifecycleMetrics
 from streams.pipeline import BatchResult, Pipeline
 from streams.runner import PipelineRunner, PlainMessage
-from tests.streams.test_pipeline import TOPICS
+from tests.streams.test_pipeline import TOPICS, messages_for
 from tests.support import Recorder, event
 
 DEADLINE = 60.0  # the handler retries failures forever: a broken write would otherwise hang the test
@@ -36,24 +37,25 @@ class CountingRunner(PipelineRunner):
 
 
 def faust_event(document: dict[str, Any], offset: int) -> Any:
-    """What the writer reads of a Faust event: its message."""
+    """What the writer reads of a Faust event: its message, on the topic of its type."""
+    topic = EVENT_TOPICS[document["type"]]
     message = SimpleNamespace(
-        topic="leads",
+        topic=topic,
         partition=0,
         offset=offset,
         key=document["customer_id"].encode(),
         value=orjson.dumps(document),
         timestamp=time.time(),
         headers=[],
-        tp=("leads", 0),
+        tp=(topic, 0),
     )
     return SimpleNamespace(message=message)
 
 
-def handler_on(tmp_path: Path) -> tuple[BatchHandler, Repository, CountingRunner]:
+def handler_on(tmp_path: Path, state_cache_customers: int = 0) -> tuple[BatchHandler, Repository, CountingRunner]:
     engine = make_engine(f"sqlite:///{tmp_path / 'batches.db'}")
     upgrade(engine)
-    repository = Repository(engine)
+    repository = Repository(engine, state_cache_customers=state_cache_customers)
     runner = CountingRunner.in_thread(Pipeline(repository, TOPICS))
     assert isinstance(runner, CountingRunner)
     metrics = LifecycleMetrics(CollectorRegistry())
@@ -140,5 +142,28 @@ def test_a_stop_within_the_idle_delay_marks_at_once(tmp_path: Path) -> None:
         # the next start would otherwise publish the transition again
         assert repository.unpublished_transitions() == []
         assert runner.calls == 2
+
+    asyncio.run(asyncio.wait_for(scenario(), DEADLINE / 2))
+
+
+def test_a_rebalance_forgets_the_kept_states(tmp_path: Path) -> None:
+    """While its partition was away, another worker moved the customer on: what comes back after the
+    rebalance is read from the database, not from the states kept before it."""
+    handler, repository, _ = handler_on(tmp_path, state_cache_customers=100)
+    acks = Acks()
+    other_worker = Pipeline(Repository(repository.engine), TOPICS)
+
+    async def scenario() -> None:
+        async with BatchWriter(handler, ack=acks, batch_max=10) as writer:
+            await writer.put([faust_event(event("lead.created", "c-1"), 0)])
+            await acks.until(1)
+            assert len(repository.cache) == 1
+            await writer.on_partitions_revoked(set())  # nothing of ours moved: the kept states stay
+            assert len(repository.cache) == 1
+            await writer.on_partitions_revoked({("leads", 0)})
+            assert len(repository.cache) == 0
+        other_worker.process(messages_for([event("deal.opened", "c-1")]))
+        won = await handler.write([faust_event(event("deal.won", "c-1"), 1)])
+        assert [(t.from_stage, t.to_stage) for t in won.transitions] == [("opportunity", "customer")]
 
     asyncio.run(asyncio.wait_for(scenario(), DEADLINE / 2))
