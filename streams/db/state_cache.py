@@ -16,8 +16,34 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import TypeVar
 
 from streams.domain.journey import CustomerState, DealState, TicketState
+
+V = TypeVar("V")
+
+
+def _look_up(kept: OrderedDict[str, V], ids: Iterable[str]) -> tuple[dict[str, V], list[str]]:
+    """The kept values among ``ids``, each now the most recently used, and the ids not kept."""
+    found: dict[str, V] = {}
+    missed: list[str] = []
+    for key in ids:
+        value = kept.get(key)
+        if value is None:
+            missed.append(key)
+        else:
+            kept.move_to_end(key)
+            found[key] = value
+    return found, missed
+
+
+def _keep(kept: OrderedDict[str, V], entries: Iterable[tuple[str, V]], limit: int) -> None:
+    """Keeps ``entries`` as the most recently used; the least recently used go beyond ``limit``."""
+    for key, value in entries:
+        kept[key] = value
+        kept.move_to_end(key)
+    while len(kept) > limit:
+        kept.popitem(last=False)
 
 
 class StateCache:
@@ -34,34 +60,14 @@ class StateCache:
 
     def customers(self, ids: Iterable[str]) -> tuple[dict[str, CustomerState], dict[str, DealState], list[str]]:
         """The kept customers among ``ids`` with all their deals, and the ids not kept."""
-        customers: dict[str, CustomerState] = {}
-        deals: dict[str, DealState] = {}
-        missed: list[str] = []
-        kept = self._customers
-        for customer_id in ids:
-            entry = kept.get(customer_id)
-            if entry is None:
-                missed.append(customer_id)
-                continue
-            kept.move_to_end(customer_id)
-            customers[customer_id] = entry[0]
-            for deal in entry[1]:
-                deals[deal.deal_id] = deal
+        found, missed = _look_up(self._customers, ids)
+        customers = {customer_id: customer for customer_id, (customer, _) in found.items()}
+        deals = {deal.deal_id: deal for _, kept_deals in found.values() for deal in kept_deals}
         return customers, deals, missed
 
     def tickets(self, ids: Iterable[str]) -> tuple[dict[str, TicketState], list[str]]:
         """The kept tickets among ``ids``, and the ids not kept."""
-        tickets: dict[str, TicketState] = {}
-        missed: list[str] = []
-        kept = self._tickets
-        for ticket_id in ids:
-            ticket = kept.get(ticket_id)
-            if ticket is None:
-                missed.append(ticket_id)
-            else:
-                kept.move_to_end(ticket_id)
-                tickets[ticket_id] = ticket
-        return tickets, missed
+        return _look_up(self._tickets, ids)
 
     def remember(
         self,
@@ -72,18 +78,12 @@ class StateCache:
         """States as committed: each customer with every deal it has in the database."""
         if self.max_customers <= 0:
             return
-        kept = self._customers
-        for customer in customers:
-            kept[customer.customer_id] = (customer, deals_by_customer.get(customer.customer_id, []))
-            kept.move_to_end(customer.customer_id)
-        while len(kept) > self.max_customers:
-            kept.popitem(last=False)
-        kept_tickets = self._tickets
-        for ticket in tickets:
-            kept_tickets[ticket.ticket_id] = ticket
-            kept_tickets.move_to_end(ticket.ticket_id)
-        while len(kept_tickets) > self.max_customers:
-            kept_tickets.popitem(last=False)
+        _keep(
+            self._customers,
+            ((c.customer_id, (c, deals_by_customer.get(c.customer_id, []))) for c in customers),
+            self.max_customers,
+        )
+        _keep(self._tickets, ((t.ticket_id, t) for t in tickets), self.max_customers)
 
     def forget(self) -> None:
         self._customers.clear()
