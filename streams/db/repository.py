@@ -75,6 +75,11 @@ _FIELDS: dict[type[Any], tuple[str, ...]] = {
     cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in (CustomerState, DealState, TicketState)
 }
 _KEYS: dict[type[Base], str] = {Customer: "customer_id", Deal: "deal_id", Ticket: "ticket_id"}
+# Columns an update never needs: a deal's or a ticket's customer is fixed at its first event (the domain
+# dead-letters another customer's event for it), and SQLite rewrites the index entry of every column an
+# UPDATE names, changed or not: each one a random page dirtied for nothing (200,000 rows with random
+# customer ids, WAL, 150 updates a commit: 65-116 us of CPU a row with it in the SET clause, 42 without)
+_WRITTEN_ONCE: dict[type[Base], frozenset[str]] = {Deal: frozenset({"customer_id"}), Ticket: frozenset({"customer_id"})}
 
 
 def _state_to_row(state: CustomerState | DealState | TicketState) -> dict[str, Any]:
@@ -418,24 +423,27 @@ class Repository:
 
     def _insert(self, session: Session, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
         """Every row has the same columns."""
-        self._write(session, model, rows, _insert_from_arrays, _driver_insert)
+        if rows:
+            self._write(session, model, rows, tuple(rows[0]), _insert_from_arrays, _driver_insert)
 
     def _update(self, session: Session, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
         """By primary key; every row has the same columns."""
-        self._write(session, model, rows, _update_from_arrays, _driver_update)
+        if rows:
+            fixed = _WRITTEN_ONCE.get(model, frozenset())
+            columns = tuple(name for name in rows[0] if name not in fixed)
+            self._write(session, model, rows, columns, _update_from_arrays, _driver_update)
 
     def _write(
         self,
         session: Session,
         model: type[Base],
         rows: Sequence[dict[str, Any]],
+        columns: tuple[str, ...],
         from_arrays: Callable[[type[Base], tuple[str, ...]], Insert | Update],
         executemany: Callable[[type[Base], tuple[str, ...], Dialect], _DriverExecutemany],
     ) -> None:
-        """PostgreSQL: one statement over column arrays; SQLite: the driver's executemany."""
-        if not rows:
-            return
-        columns = tuple(rows[0])
+        """PostgreSQL: one statement over column arrays; SQLite: the driver's executemany. ``columns``:
+        those of the rows' that the statement writes."""
         if self._postgresql:
             session.execute(from_arrays(model, columns), _as_arrays(model, columns, rows))
         else:

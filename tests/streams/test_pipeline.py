@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
+import sqlalchemy
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
@@ -92,6 +93,30 @@ def test_transitions_are_recorded_for_the_outbox(database_url: str) -> None:
     assert repository.unpublished_transitions() == []
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(StageTransition)) == 3
+
+
+def test_updates_leave_a_deals_and_a_tickets_customer_alone(database_url: str) -> None:
+    """Fixed at the first event (the test above): an UPDATE naming it would rewrite its index entry
+    on SQLite for nothing."""
+    engine = make_engine(database_url)
+    upgrade(engine)
+    pipeline = Pipeline(Repository(engine), TOPICS)
+    pipeline.process(messages_for([event("deal.opened"), event("ticket.opened")]))
+    statements: list[str] = []
+
+    @sqlalchemy.event.listens_for(engine, "before_cursor_execute")
+    def record(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(" ".join(statement.split()))
+
+    later = "2026-03-01T11:00:00Z"
+    pipeline.process(messages_for([event("deal.won", at=later), event("ticket.resolved", at=later)]))
+    updates = {s.split()[1]: s.partition(" WHERE ")[0] for s in statements if s.startswith("UPDATE")}
+    assert {"deals", "tickets"} <= updates.keys()
+    assert "status" in updates["deals"] and "status" in updates["tickets"]
+    assert "customer_id" not in updates["deals"] + updates["tickets"]
+    with Session(engine) as session:
+        assert session.execute(select(Deal.customer_id, Deal.status)).all() == [("c-1", "won")]
+        assert session.execute(select(Ticket.customer_id, Ticket.status)).all() == [("c-1", "resolved")]
 
 
 def test_conflicting_owner_goes_to_the_dead_letters(database_url: str) -> None:
