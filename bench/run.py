@@ -78,6 +78,11 @@ class TreeUsage:
         return sum(cpu for cpu, _ in self.latest.values())
 
     @property
+    def root_cpu(self) -> float:
+        """The process's own share of :attr:`cpu` (the worker's main process, without its pipeline process)."""
+        return self.latest.get(self.pid, (0.0, 0.0))[0]
+
+    @property
     def rss(self) -> float:
         """Sum of each process's peak: an upper bound of the tree's peak."""
         return sum(rss for _, rss in self.latest.values())
@@ -333,7 +338,7 @@ def latency(
         # generator, and the rest (the broker, mostly)
         tree = TreeUsage(worker.process.pid)
         tree.sample()
-        cpu_before = (machine_busy(), tree.cpu, self_usage()[0])
+        cpu_before = (machine_busy(), tree.cpu, self_usage()[0], tree.root_cpu)
         watcher.start()
         begin = time.perf_counter()
         for index, (topic, key, value) in enumerate(encoded[1:]):
@@ -348,8 +353,10 @@ def latency(
         watcher.join(600)
         stop.set()
         tree.sample()
-        cpu_after = (machine_busy(), tree.cpu, self_usage()[0])
-        busy, worker_cpu, generator_cpu = (after - before for after, before in zip(cpu_after, cpu_before, strict=True))
+        cpu_after = (machine_busy(), tree.cpu, self_usage()[0], tree.root_cpu)
+        busy, worker_cpu, generator_cpu, main_cpu = (
+            after - before for after, before in zip(cpu_after, cpu_before, strict=True)
+        )
         loaded = time.perf_counter() - begin
         batches = [end - start for start, end in zip(warm, batch_totals(worker.port), strict=True)]
     finally:
@@ -380,6 +387,7 @@ def latency(
         "publish_ms": 1000 * publish_seconds / batch_count,
         "cores_busy": busy / loaded,
         "cores_worker": worker_cpu / loaded,
+        "cores_worker_main": main_cpu / loaded,
         "cores_generator": generator_cpu / loaded,
         "cores_rest": (busy - worker_cpu - generator_cpu) / loaded,
     }
@@ -630,7 +638,8 @@ def report(
             "",
             "| end-to-end latency (publish -> committed and counted in /metrics) | offered events/s | events "
             "| p50 ms | p95 ms | p99 ms | events per batch | write ms per batch | publish ms per batch "
-            f"| cores busy (of {os.cpu_count()}): all / worker / load generator / broker and rest |",
+            f"| cores busy (of {os.cpu_count()}): all / worker (main + pipeline process) / load generator "
+            "/ broker and rest |",
             "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for row in latencies:
@@ -639,7 +648,8 @@ def report(
                 f"| product: SQLite{load} | {row['rate']:,.0f} | {row['events']:.0f} "
                 f"| {row['p50']:.0f} | {row['p95']:.0f} | {row['p99']:.0f} "
                 f"| {row['batch_events']:.0f} | {row['write_ms']:.0f} | {row['publish_ms']:.0f} "
-                f"| {row['cores_busy']:.2f} / {row['cores_worker']:.2f} / {row['cores_generator']:.2f}"
+                f"| {row['cores_busy']:.2f} / {row['cores_worker']:.2f} ({row['cores_worker_main']:.2f} + "
+                f"{row['cores_worker'] - row['cores_worker_main']:.2f}) / {row['cores_generator']:.2f}"
                 f" / {row['cores_rest']:.2f} |"
             )
         lines.append(f"\nload generator: librdkafka, linger.ms {options.latency_linger_ms:g}")
