@@ -1,8 +1,8 @@
 """Loads the state a batch touches and writes it back in one transaction, with its dedup records.
 
 A batch costs a handful of statements whatever its size: one SELECT per table with ``IN (...)``, then
-bulk INSERTs for new rows and bulk UPDATEs by primary key for changed ones. All SQL goes through
-SQLAlchemy with bound parameters.
+bulk INSERTs for new rows and bulk UPDATEs by primary key of the columns that changed. All SQL goes
+through SQLAlchemy with bound parameters.
 """
 
 from __future__ import annotations
@@ -55,9 +55,10 @@ State = TypeVar("State", CustomerState, DealState, TicketState)
 class WorkingSet:
     journeys: Journeys
     seen_event_ids: set[str]
-    existing_customers: set[str]
-    existing_deals: set[str]
-    existing_tickets: set[str]
+    # the rows as the database holds them (:func:`_row`), by key: what the batch changes is written
+    customer_rows: dict[str, tuple[Any, ...]]
+    deal_rows: dict[str, tuple[Any, ...]]
+    ticket_rows: dict[str, tuple[Any, ...]]
 
 
 def _chunks(values: Collection[str]) -> Iterator[list[str]]:
@@ -75,19 +76,37 @@ _FIELDS: dict[type[Any], tuple[str, ...]] = {
     cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in (CustomerState, DealState, TicketState)
 }
 _KEYS: dict[type[Base], str] = {Customer: "customer_id", Deal: "deal_id", Ticket: "ticket_id"}
-# Columns an update never needs: a deal's or a ticket's customer is fixed at its first event (the domain
-# dead-letters another customer's event for it), and SQLite rewrites the index entry of every column an
-# UPDATE names, changed or not: each one a random page dirtied for nothing (200,000 rows with random
-# customer ids, WAL, 150 updates a commit: 65-116 us of CPU a row with it in the SET clause, 42 without)
-_WRITTEN_ONCE: dict[type[Base], frozenset[str]] = {Deal: frozenset({"customer_id"}), Ticket: frozenset({"customer_id"})}
+_VALUES = {cls: operator.attrgetter(*fields) for cls, fields in _FIELDS.items()}
+_STAGE, _RECENT_CSAT = (_FIELDS[CustomerState].index(name) for name in ("stage", "recent_csat"))
+_TRANSITION_COLUMNS = ("customer_id", "from_stage", "to_stage", "occurred_at", "event_id", "published")
 
 
-def _state_to_row(state: CustomerState | DealState | TicketState) -> dict[str, Any]:
-    row = {name: getattr(state, name) for name in _FIELDS[type(state)]}
+def _row(state: CustomerState | DealState | TicketState) -> tuple[Any, ...]:
+    """A state's column values, in ``_FIELDS`` order, as the database holds them."""
+    row: tuple[Any, ...] = _VALUES[type(state)](state)
     if isinstance(state, CustomerState):
-        row["stage"] = state.stage.value if state.stage else None
-        row["recent_csat"] = [list(entry) for entry in state.recent_csat]
+        values = list(row)
+        values[_STAGE] = state.stage.value if state.stage else None
+        values[_RECENT_CSAT] = [list(entry) for entry in state.recent_csat]
+        row = tuple(values)
     return row
+
+
+def _changes(
+    fields: tuple[str, ...], rows: Iterable[tuple[Any, ...]], before: dict[str, tuple[Any, ...]]
+) -> dict[tuple[str, ...], list[tuple[Any, ...]]]:
+    """Changed rows (the key first in each) by the columns that changed, for an UPDATE of just those:
+    SQLite rewrites the index entry of every column an UPDATE names, changed or not (a random page
+    dirtied each: 200,000 rows, WAL, 150 updates a commit, an indexed column in the SET clause cost
+    65-116 against 42 us of CPU a row), and converts and binds every value; a row that did not change is
+    not written at all."""
+    changes: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    for row in rows:
+        old = before[row[0]]
+        if row != old:
+            changed = tuple(name for name, new, was in zip(fields, row, old, strict=True) if new != was)
+            changes.setdefault(changed, []).append(row)
+    return changes
 
 
 def _among_values(column: ColumnElement[Any], as_array: bool) -> ColumnElement[bool]:
@@ -161,14 +180,17 @@ class _DriverExecutemany:
     150 events a batch)."""
 
     sql: str
-    values: Callable[[dict[str, Any]], tuple[Any, ...]]  # a row's values in placeholder order
+    values: Callable[[tuple[Any, ...]], tuple[Any, ...]]  # a row's values in placeholder order
     # (placeholder index, its type's conversion), for the placeholders that have one
     conversions: tuple[tuple[int, Callable[[Any], Any]], ...]
 
     @classmethod
-    def compile(cls, statement: Insert | Update, dialect: Dialect, prefix: str = "") -> _DriverExecutemany:
+    def compile(
+        cls, statement: Insert | Update, dialect: Dialect, fields: tuple[str, ...], prefix: str = ""
+    ) -> _DriverExecutemany:
+        """``fields``: the names of a row's values, in order (a row may have more than the statement)."""
         compiled = statement.compile(dialect=dialect)
-        names = [name.removeprefix(prefix) for name in compiled.positiontup or ()]
+        positions = [fields.index(name.removeprefix(prefix)) for name in compiled.positiontup or ()]
         conversions = []
         for index, name in enumerate(compiled.positiontup or ()):
             type_ = compiled.binds[name].type.dialect_impl(dialect)
@@ -176,11 +198,11 @@ class _DriverExecutemany:
             if processor is not None:
                 slow = isinstance(type_, sqlite.DATETIME)
                 conversions.append((index, _sqlite_datetime(processor) if slow else processor))
-        getter = operator.itemgetter(*names)
-        values = getter if len(names) > 1 else lambda row: (getter(row),)
+        getter = operator.itemgetter(*positions)
+        values = getter if len(positions) > 1 else lambda row: (getter(row),)
         return cls(str(compiled), values, tuple(conversions))
 
-    def run(self, session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    def run(self, session: Session, rows: Sequence[tuple[Any, ...]]) -> None:
         values, conversions = self.values, self.conversions
         parameters: list[Any] = [values(row) for row in rows]
         if conversions:
@@ -218,21 +240,28 @@ def _sqlite_datetime(fallback: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 @functools.cache
-def _driver_insert(model: type[Base], columns: tuple[str, ...], dialect: Dialect) -> _DriverExecutemany:
+def _driver_insert(
+    model: type[Base], columns: tuple[str, ...], fields: tuple[str, ...], dialect: Dialect
+) -> _DriverExecutemany:
     statement = insert(_table(model)).values({name: bindparam(name) for name in columns})
-    return _DriverExecutemany.compile(statement, dialect)
+    return _DriverExecutemany.compile(statement, dialect, fields)
 
 
 @functools.cache
-def _driver_update(model: type[Base], columns: tuple[str, ...], dialect: Dialect) -> _DriverExecutemany:
-    return _DriverExecutemany.compile(_update_by_key(model, columns), dialect, prefix="b_")
+def _driver_update(
+    model: type[Base], columns: tuple[str, ...], fields: tuple[str, ...], dialect: Dialect
+) -> _DriverExecutemany:
+    return _DriverExecutemany.compile(_update_by_key(model, columns), dialect, fields, prefix="b_")
 
 
-def _as_arrays(model: type[Base], columns: tuple[str, ...], rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+def _as_arrays(
+    model: type[Base], columns: tuple[str, ...], fields: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
+) -> dict[str, list[Any]]:
     table = _table(model)
     arrays = {}
     for name in columns:
-        values = [row[name] for row in rows]
+        index = fields.index(name)
+        values = [row[index] for row in rows]
         if isinstance(table.c[name].type, JSON):
             values = [json_text(value) for value in values]
         arrays[f"a_{name}"] = values
@@ -331,9 +360,9 @@ class Repository:
         if saved is not None:
             journeys = saved.journeys
             self.cache.remember(
-                (journeys.customers[key] for key in saved.existing_customers | journeys.changed_customers),
+                (journeys.customers[key] for key in saved.customer_rows.keys() | journeys.changed_customers),
                 journeys.deals_by_customer,
-                (journeys.tickets[key] for key in saved.existing_tickets | journeys.changed_tickets),
+                (journeys.tickets[key] for key in saved.ticket_rows.keys() | journeys.changed_tickets),
             )
 
     @contextlib.contextmanager
@@ -378,7 +407,13 @@ class Repository:
             for ticket in _select_states(session, Ticket, TicketState, "ticket_id", missed_tickets, array):
                 tickets[ticket.ticket_id] = ticket
         journeys = Journeys(customers, deals, tickets, at_risk_threshold=self.at_risk_threshold)
-        return WorkingSet(journeys, seen, set(customers), set(deals), set(tickets))
+        return WorkingSet(
+            journeys,
+            seen,
+            {key: _row(state) for key, state in customers.items()},
+            {key: _row(state) for key, state in deals.items()},
+            {key: _row(state) for key, state in tickets.items()},
+        )
 
     def save(
         self,
@@ -390,22 +425,23 @@ class Repository:
     ) -> None:
         journeys = working.journeys
         self._saved = working
-        self._upsert(session, Customer, journeys.customers, journeys.changed_customers, working.existing_customers)
-        self._upsert(session, Deal, journeys.deals, journeys.changed_deals, working.existing_deals)
-        self._upsert(session, Ticket, journeys.tickets, journeys.changed_tickets, working.existing_tickets)
-        self._insert(session, ProcessedEvent, [{"event_id": event_id} for event_id in processed_event_ids])
+        self._upsert(session, Customer, journeys.customers, journeys.changed_customers, working.customer_rows)
+        self._upsert(session, Deal, journeys.deals, journeys.changed_deals, working.deal_rows)
+        self._upsert(session, Ticket, journeys.tickets, journeys.changed_tickets, working.ticket_rows)
+        self._insert(session, ProcessedEvent, ("event_id",), [(event_id,) for event_id in processed_event_ids])
         self._insert(
             session,
             StageTransition,
+            _TRANSITION_COLUMNS,
             [
-                {
-                    "customer_id": t.customer_id,
-                    "from_stage": t.from_stage.value if t.from_stage else None,
-                    "to_stage": t.to_stage.value,
-                    "occurred_at": t.occurred_at,
-                    "event_id": t.event_id,
-                    "published": False,
-                }
+                (
+                    t.customer_id,
+                    t.from_stage.value if t.from_stage else None,
+                    t.to_stage.value,
+                    t.occurred_at,
+                    t.event_id,
+                    False,
+                )
                 for t in transitions
             ],
         )
@@ -414,40 +450,42 @@ class Repository:
         self,
         session: Session,
         model: type[Base],
-        states: dict[str, Any],
+        states: dict[str, CustomerState] | dict[str, DealState] | dict[str, TicketState],
         changed: set[str],
-        existing: set[str],
+        before: dict[str, tuple[Any, ...]],
     ) -> None:
-        self._insert(session, model, [_state_to_row(states[key]) for key in changed if key not in existing])
-        self._update(session, model, [_state_to_row(states[key]) for key in changed if key in existing])
+        """New rows inserted whole; the others' changed columns updated, by primary key."""
+        if not changed:
+            return
+        fields = _FIELDS[type(states[next(iter(changed))])]
+        self._insert(session, model, fields, [_row(states[key]) for key in changed if key not in before])
+        updated = (_row(states[key]) for key in changed if key in before)
+        for columns, rows in _changes(fields, updated, before).items():
+            statement_columns = (fields[0], *columns)  # the key first, as in every row
+            self._write(session, model, fields, rows, statement_columns, _update_from_arrays, _driver_update)
 
-    def _insert(self, session: Session, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
-        """Every row has the same columns."""
+    def _insert(
+        self, session: Session, model: type[Base], fields: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
+    ) -> None:
         if rows:
-            self._write(session, model, rows, tuple(rows[0]), _insert_from_arrays, _driver_insert)
-
-    def _update(self, session: Session, model: type[Base], rows: Sequence[dict[str, Any]]) -> None:
-        """By primary key; every row has the same columns."""
-        if rows:
-            fixed = _WRITTEN_ONCE.get(model, frozenset())
-            columns = tuple(name for name in rows[0] if name not in fixed)
-            self._write(session, model, rows, columns, _update_from_arrays, _driver_update)
+            self._write(session, model, fields, rows, fields, _insert_from_arrays, _driver_insert)
 
     def _write(
         self,
         session: Session,
         model: type[Base],
-        rows: Sequence[dict[str, Any]],
+        fields: tuple[str, ...],
+        rows: Sequence[tuple[Any, ...]],
         columns: tuple[str, ...],
         from_arrays: Callable[[type[Base], tuple[str, ...]], Insert | Update],
-        executemany: Callable[[type[Base], tuple[str, ...], Dialect], _DriverExecutemany],
+        executemany: Callable[[type[Base], tuple[str, ...], tuple[str, ...], Dialect], _DriverExecutemany],
     ) -> None:
-        """PostgreSQL: one statement over column arrays; SQLite: the driver's executemany. ``columns``:
-        those of the rows' that the statement writes."""
+        """``rows`` hold the values of ``fields``, in order; the statement writes ``columns`` of them.
+        PostgreSQL: one statement over column arrays; SQLite: the driver's executemany."""
         if self._postgresql:
-            session.execute(from_arrays(model, columns), _as_arrays(model, columns, rows))
+            session.execute(from_arrays(model, columns), _as_arrays(model, columns, fields, rows))
         else:
-            executemany(model, columns, self.engine.dialect).run(session, rows)
+            executemany(model, columns, fields, self.engine.dialect).run(session, rows)
 
     # --- outbox --------------------------------------------------------------------------------
     def unpublished_transitions(self, limit: int = 10000) -> list[tuple[int, Transition]]:

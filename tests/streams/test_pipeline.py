@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import random
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 import orjson
 import pytest
 import sqlalchemy
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Table, func, select
 from sqlalchemy.orm import Session
 
 from streams.contract import EVENT_TOPICS
@@ -30,6 +31,12 @@ def messages_for(events: list[dict[str, object]]) -> list[RawMessage]:
         RawMessage(EVENT_TOPICS[str(e["type"])], 0, i, str(e["customer_id"]).encode(), orjson.dumps(e))
         for i, e in enumerate(events)
     ]
+
+
+def migrated(url: str) -> Engine:
+    engine = make_engine(url)
+    upgrade(engine)
+    return engine
 
 
 def table_snapshot(engine: Engine) -> dict[str, Any]:
@@ -75,6 +82,33 @@ def test_shuffled_and_duplicated_stream_gives_the_expected_outcome(database_url:
     assert table_snapshot(engine) == before
     with Session(engine) as session:
         assert session.scalar(select(func.count()).select_from(ProcessedEvent)) == len(messages)
+
+
+def every_column(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Each table's rows, all columns but the transitions' serial id, in one order whatever the database."""
+    tables = {}
+    with Session(engine) as session:
+        for model in (Customer, Deal, Ticket, StageTransition, ProcessedEvent):
+            table = cast(Table, model.__table__)
+            rows = session.execute(select(*(column for column in table.columns if column.name != "id")))
+            tables[table.name] = sorted((tuple(row) for row in rows), key=repr)
+    return tables
+
+
+@pytest.mark.parametrize("kept", [0, 20_000], ids=["reading-all", "keeping-states"])
+def test_small_batches_write_what_one_batch_writes(database_url: str, tmp_path: Path, kept: int) -> None:
+    """The same events in the same order, in batches of 7 (rows updated by the columns that changed,
+    unchanged rows left alone) and in one batch (every row inserted once, as it ends up): every column of
+    every table the same. Reading all it touches, a batch sees only what the previous ones wrote."""
+    messages = messages_for(simulate(600, seed=13).events)
+    batched = Pipeline(Repository(migrated(database_url), state_cache_customers=kept), TOPICS)
+    whole = Pipeline(Repository(migrated(f"sqlite:///{tmp_path / 'whole.db'}")), TOPICS)
+    for start in range(0, len(messages), 7):
+        assert not batched.process(messages[start : start + 7]).dead_letters
+    whole.process(messages)
+    tables = every_column(batched.repository.engine)
+    assert tables == every_column(whole.repository.engine)
+    assert all(tables.values())
 
 
 def test_transitions_are_recorded_for_the_outbox(database_url: str) -> None:
