@@ -38,7 +38,7 @@ from sqlalchemy import event  # noqa: E402
 from streams.contract import EVENT_TOPICS  # noqa: E402
 from streams.db.engine import make_engine  # noqa: E402
 from streams.db.migrations import upgrade  # noqa: E402
-from streams.runner import PipelineConfig, PlainMessage, _process  # noqa: E402
+from streams.runner import PipelineConfig, PlainMessage, _process, tune_collector  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 
 WARM_UP = 4_000
@@ -66,6 +66,7 @@ def measure(
         table = {"INSERT": 2, "UPDATE": 1, "SELECT": words.index("FROM") + 1 if "FROM" in words else 0}
         statements[f"{words[0]} {words[table.get(words[0], 0)]}"] += 1
 
+    tune_collector()  # as the pipeline process runs
     for start in range(0, WARM_UP, batch):
         _process(pipeline, messages[start : min(start + batch, WARM_UP)], [])
     statements.clear()

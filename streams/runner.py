@@ -110,6 +110,14 @@ def _receive_frame(connection: socket.socket) -> bytearray:
     return _receive_exactly(connection, size)
 
 
+def tune_collector() -> None:
+    """The pipeline process's garbage collector, once started (also ``bench/pipeline_cpu.py``'s)."""
+    gc.freeze()  # as in the worker (streams.app.faust_worker): full collections skip the start-up's objects
+    # a batch allocates tens of thousands of objects, nearly all freed by reference counting: a young
+    # collection every 700 allocations walked them for nothing (-1.7 % of the instructions per event, valgrind)
+    gc.set_threshold(20_000, *gc.get_threshold()[1:])
+
+
 def _serve(config: PipelineConfig, connection: socket.socket, parent: int) -> None:
     """The child's main loop: one call at a time, until the worker closes its end (or dies)."""
     prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)  # Linux only
@@ -123,10 +131,7 @@ def _serve(config: PipelineConfig, connection: socket.socket, parent: int) -> No
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     pipeline = config.build()
     checkpoints = WalCheckpoints.start_for(pipeline.repository.engine)  # a daemon thread: ends with us
-    gc.freeze()  # as in the worker (streams.app.faust_worker): full collections skip the start-up's objects
-    # a batch allocates tens of thousands of objects, nearly all freed by reference counting: a young
-    # collection every 700 allocations walked them for nothing (-1.7 % of the instructions per event, valgrind)
-    gc.set_threshold(20_000, *gc.get_threshold()[1:])
+    tune_collector()
     with connection:
         while True:
             try:
