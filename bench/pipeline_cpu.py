@@ -5,8 +5,9 @@ Kafka, no worker; the simulator's events in batches of a given size, as the work
     .venv/bin/python bench/pipeline_cpu.py --batch 200 --instructions     # ~2 min; needs valgrind
 
 Prints, per batch size, CPU ms per batch and µs per event (process time, after a warm-up of 4,000
-events), and the statements a batch ran. What a change to the pipeline, the repository or the
-validation costs or saves, without the noise of the two cores the worker shares with the broker.
+events), the statements a batch ran, and the rows and values it wrote. What a change to the pipeline,
+the repository or the validation costs or saves, without the noise of the two cores the worker shares
+with the broker.
 
 CPU seconds still follow the VM's speed, which drifts by up to 1.7x within a minute (a pure-Python
 loop measured at 165-290 ms, run after run). ``--instructions`` counts the user-space instructions per
@@ -46,8 +47,9 @@ WARM_UP = 4_000
 
 def measure(
     batch: int, events: int, state_cache: int, simulated_events: int = 0
-) -> tuple[float, collections.Counter[str]]:
-    """CPU seconds for ``events`` events after the warm-up, and the statements run per kind.
+) -> tuple[float, collections.Counter[str], collections.Counter[str]]:
+    """CPU seconds for ``events`` events after the warm-up, the statements run per kind, and the rows and
+    the values the INSERTs and UPDATEs wrote (``rows``, ``values``).
     ``simulated_events``: how many the simulator makes (at least ``events``), so that two runs can
     differ in the events processed alone."""
     url = f"sqlite:///{tempfile.mkdtemp()}/pipeline.db"
@@ -59,21 +61,27 @@ def measure(
         for offset, document in enumerate(simulated(WARM_UP + max(events, simulated_events), seed=3))
     ]
     statements: collections.Counter[str] = collections.Counter()
+    written: collections.Counter[str] = collections.Counter()
 
     @event.listens_for(pipeline.repository.engine, "before_cursor_execute")
-    def count(_connection: Any, _cursor: Any, statement: str, *_: Any) -> None:
+    def count(_connection: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, many: bool) -> None:
         words = statement.split()
         table = {"INSERT": 2, "UPDATE": 1, "SELECT": words.index("FROM") + 1 if "FROM" in words else 0}
         statements[f"{words[0]} {words[table.get(words[0], 0)]}"] += 1
+        if words[0] in ("INSERT", "UPDATE"):
+            rows = parameters if many else [parameters]
+            written["rows"] += len(rows)
+            written["values"] += sum(len(row) for row in rows)
 
     tune_collector()  # as the pipeline process runs
     for start in range(0, WARM_UP, batch):
         _process(pipeline, messages[start : min(start + batch, WARM_UP)], [])
     statements.clear()
+    written.clear()
     began = time.process_time()
     for start in range(WARM_UP, WARM_UP + events, batch):
         _process(pipeline, messages[start : min(start + batch, WARM_UP + events)], [])
-    return time.process_time() - began, statements
+    return time.process_time() - began, statements, written
 
 
 def instructions(batch: int, events: int, state_cache: int) -> float:
@@ -119,12 +127,16 @@ def main() -> None:
         return
     options.events = options.events or 40_000
     for batch in (int(size) for size in options.batch.split(",")):
-        seconds, statements = measure(batch, options.events, options.state_cache_customers, options.simulated_events)
+        seconds, statements, written = measure(
+            batch, options.events, options.state_cache_customers, options.simulated_events
+        )
         batches = -(-options.events // batch)
         per_batch = ", ".join(f"{kind} {count / batches:.1f}" for kind, count in statements.most_common())
         print(
             f"batch {batch}: {1000 * seconds / batches:.2f} ms CPU per batch, "
-            f"{1e6 * seconds / options.events:.0f} µs per event; statements per batch: {per_batch}"
+            f"{1e6 * seconds / options.events:.0f} µs per event; per batch: rows written "
+            f"{written['rows'] / batches:.1f}, values written {written['values'] / batches:.1f}; "
+            f"statements per batch: {per_batch}"
         )
 
 
