@@ -269,7 +269,13 @@ def product(
 
 
 def latency(
-    bootstrap: str, topics: list[str], database_url: str, rate: float, count: int, linger_ms: float
+    bootstrap: str,
+    topics: list[str],
+    database_url: str,
+    rate: float,
+    count: int,
+    linger_ms: float,
+    series: list[list[float]] | None = None,
 ) -> dict[str, float]:
     """Publish ``count`` fresh events at ``rate``/s; each one's latency runs from its publish to the first
     /metrics poll (every 20 ms, of one series: :meth:`BenchWorker.counted`) that counts it. Events are
@@ -370,6 +376,8 @@ def latency(
         if position == len(seen):
             break
         latencies.append(seen[position][0] - sent)
+    if series is not None:  # each event's latency in ms, in the order they were sent
+        series.append([round(1000 * value, 1) for value in latencies])
     latencies.sort()
 
     def quantile(q: float) -> float:
@@ -482,6 +490,11 @@ def main() -> None:
     parser.add_argument(
         "--latency-linger-ms", type=float, default=25.0, help="the load generator's batching (librdkafka linger.ms)"
     )
+    parser.add_argument(
+        "--latency-series",
+        type=Path,
+        help="write each latency run's events' latencies (ms, in the order sent) to this JSON file",
+    )
     options = parser.parse_args()
     sections = set(options.sections.split(","))
 
@@ -544,13 +557,18 @@ def main() -> None:
             else:
                 sqlite_rate = total / rows["product: SQLite"]["seconds"]
                 loads = [(float(share), float(share) * sqlite_rate) for share in options.latency_loads.split(",")]
+            series: list[dict[str, Any]] = []
             for share, rate in loads:
+                sent: list[list[float]] = []
                 runs = [
-                    latency(bootstrap, topics, sqlite(), rate, options.latency_events, options.latency_linger_ms)
+                    latency(bootstrap, topics, sqlite(), rate, options.latency_events, options.latency_linger_ms, sent)
                     for _ in range(options.repeat)
                 ]
+                series.append({"rate": rate, "runs": sent})
                 row = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
                 latencies.append({**row, "share": share} if share is not None else row)
+            if options.latency_series:
+                options.latency_series.write_text(json.dumps(series) + "\n")
         report(rows, latencies, total, options)
 
 
