@@ -146,6 +146,47 @@ def test_a_stop_within_the_idle_delay_marks_at_once(tmp_path: Path) -> None:
     asyncio.run(asyncio.wait_for(scenario(), DEADLINE / 2))
 
 
+class GatedMarks(CountingRunner):
+    """Holds a call that only records marks until the test opens the gate."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.marking, self.gate = asyncio.Event(), asyncio.Event()
+
+    async def process(self, messages: Sequence[PlainMessage], published: Sequence[str] = ()) -> BatchResult:
+        if not messages:
+            self.marking.set()
+            await self.gate.wait()
+        return await super().process(messages, published)
+
+
+def test_a_batch_published_while_the_idle_mark_is_written_is_marked_too(tmp_path: Path) -> None:
+    """At the end of a stream, after a broker restart (tests/integration/test_faults.py): the last
+    batch's publish ended while the idle mark held the writer, so it scheduled no mark, and its
+    transitions stayed unmarked with no batch to come."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'batches.db'}")
+    upgrade(engine)
+    repository = Repository(engine)
+    runner = GatedMarks.in_thread(Pipeline(repository, TOPICS))
+    assert isinstance(runner, GatedMarks)
+    metrics = LifecycleMetrics(CollectorRegistry())
+    handler = BatchHandler(runner, metrics, publish_dead_letters=Recorder(), publish_transitions=Recorder())
+    writer = BatchWriter(handler, ack=Acks(), batch_max=10, mark_idle_after=0.0)
+
+    async def scenario() -> None:
+        first = await handler.write([faust_event(event("lead.created", "c-1"), 0)])
+        last = await handler.write([faust_event(event("lead.created", "c-2"), 1)])
+        await handler.publish(first)
+        marking = asyncio.ensure_future(writer._mark_when_idle())
+        await runner.marking.wait()  # the mark of c-1's transition is being written
+        await handler.publish(last)
+        runner.gate.set()
+        await marking
+        assert repository.unpublished_transitions() == []
+
+    asyncio.run(asyncio.wait_for(scenario(), DEADLINE))
+
+
 def test_a_rebalance_forgets_the_kept_states(tmp_path: Path) -> None:
     """While its partition was away, another worker moved the customer on: what comes back after the
     rebalance is read from the database, not from the states kept before it."""
