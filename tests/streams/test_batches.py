@@ -52,12 +52,14 @@ def faust_event(document: dict[str, Any], offset: int) -> Any:
     return SimpleNamespace(message=message)
 
 
-def handler_on(tmp_path: Path, state_cache_customers: int = 0) -> tuple[BatchHandler, Repository, CountingRunner]:
+def handler_on(
+    tmp_path: Path, state_cache_customers: int = 0, runner_class: type[CountingRunner] = CountingRunner
+) -> tuple[BatchHandler, Repository, CountingRunner]:
     engine = make_engine(f"sqlite:///{tmp_path / 'batches.db'}")
     upgrade(engine)
     repository = Repository(engine, state_cache_customers=state_cache_customers)
-    runner = CountingRunner.in_thread(Pipeline(repository, TOPICS))
-    assert isinstance(runner, CountingRunner)
+    runner = runner_class.in_thread(Pipeline(repository, TOPICS))
+    assert isinstance(runner, runner_class)
     metrics = LifecycleMetrics(CollectorRegistry())
     handler = BatchHandler(runner, metrics, publish_dead_letters=Recorder(), publish_transitions=Recorder())
     return handler, repository, runner
@@ -164,13 +166,8 @@ def test_a_batch_published_while_the_idle_mark_is_written_is_marked_too(tmp_path
     """At the end of a stream, after a broker restart (tests/integration/test_faults.py): the last
     batch's publish ended while the idle mark held the writer, so it scheduled no mark, and its
     transitions stayed unmarked with no batch to come."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'batches.db'}")
-    upgrade(engine)
-    repository = Repository(engine)
-    runner = GatedMarks.in_thread(Pipeline(repository, TOPICS))
+    handler, repository, runner = handler_on(tmp_path, runner_class=GatedMarks)
     assert isinstance(runner, GatedMarks)
-    metrics = LifecycleMetrics(CollectorRegistry())
-    handler = BatchHandler(runner, metrics, publish_dead_letters=Recorder(), publish_transitions=Recorder())
     writer = BatchWriter(handler, ack=Acks(), batch_max=10, mark_idle_after=0.0)
 
     async def scenario() -> None:

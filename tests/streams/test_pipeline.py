@@ -132,8 +132,7 @@ def test_transitions_are_recorded_for_the_outbox(database_url: str) -> None:
 def test_updates_leave_a_deals_and_a_tickets_customer_alone(database_url: str) -> None:
     """Fixed at the first event (the test above): an UPDATE naming it would rewrite its index entry
     on SQLite for nothing."""
-    engine = make_engine(database_url)
-    upgrade(engine)
+    engine = migrated(database_url)
     pipeline = Pipeline(Repository(engine), TOPICS)
     pipeline.process(messages_for([event("deal.opened"), event("ticket.opened")]))
     statements: list[str] = []

@@ -11,22 +11,18 @@ from unittest import mock
 import pytest
 from sqlalchemy import Engine, event
 
-from streams.db.engine import make_engine
-from streams.db.migrations import upgrade
 from streams.db.repository import Repository
 from streams.db.state_cache import StateCache
 from streams.domain.journey import CustomerState, TicketState
 from streams.pipeline import Pipeline
 from streams.queries import stage_counts
 from streams.simulator import simulate
-from tests.streams.test_pipeline import TOPICS, messages_for, table_snapshot
+from tests.streams.test_pipeline import TOPICS, messages_for, migrated, table_snapshot
 from tests.support import event as lifecycle_event
 
 
 def pipeline_on(url: str, kept: int) -> Pipeline:
-    engine = make_engine(url)
-    upgrade(engine)
-    return Pipeline(Repository(engine, state_cache_customers=kept), TOPICS)
+    return Pipeline(Repository(migrated(url), state_cache_customers=kept), TOPICS)
 
 
 def customers_read(engine: Engine) -> list[int]:
