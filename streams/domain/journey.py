@@ -237,7 +237,7 @@ class Journeys:
             return False
         deal.opened_at = event.occurred_at
         if deal.won_at is None:  # a won event's terms are final
-            deal.amount, deal.currency, deal.owner = event.data["amount"], event.data["currency"], event.data["owner"]
+            _take_terms(deal, event)
         deal.refresh_status()
         obs.append(Observation("deal_opened"))
         return True
@@ -253,10 +253,10 @@ class Journeys:
         if deal.won_at is not None:
             return False
         deal.won_at = event.occurred_at
-        deal.amount, deal.currency, deal.owner = event.data["amount"], event.data["currency"], event.data["owner"]
+        amount, currency, owner = _take_terms(deal, event)
         deal.refresh_status()
-        obs.append(Observation("deal_won", (deal.owner,)))
-        obs.append(Observation("revenue_won", (deal.currency, deal.owner), float(event.data["amount"])))
+        obs.append(Observation("deal_won", (owner,)))
+        obs.append(Observation("revenue_won", (currency, owner), amount))
         if customer.converted_at is None:
             obs.append(Observation("conversion"))
             if customer.first_lead_at is not None and event.occurred_at >= customer.first_lead_at:
@@ -311,7 +311,7 @@ class Journeys:
         if ticket.resolved_at is None or event.occurred_at >= ticket.resolved_at:
             ticket.resolved_at = event.occurred_at
             ticket.handling_seconds = float(event.data["handling_seconds"])
-            ticket.contacts = event.data["contacts"]
+            ticket.contacts = int(event.data["contacts"])  # JSON Schema's integer takes 2.0 too
         ticket.set_status("resolved", event)
         channel = ticket.channel or UNKNOWN
         obs.append(Observation("ticket_resolved", (channel,)))
@@ -332,7 +332,7 @@ class Journeys:
         ticket = self._ticket(event)
         if ticket.csat_score is not None:
             return False
-        score: int = event.data["score"]
+        score = int(event.data["score"])  # 4.0 is an integer to JSON Schema: stored and labelled as 4
         ticket.csat_score, ticket.csat_at = score, event.occurred_at
         entry = (event.occurred_at.isoformat(timespec="microseconds"), event.event_id, score)
         customer.recent_csat = sorted([*customer.recent_csat, entry], reverse=True)[:RECENT_CSAT_WINDOW]
@@ -348,3 +348,11 @@ class Journeys:
     def _first_response(ticket: TicketState, responded_at: datetime) -> Observation:
         seconds = max(0.0, (responded_at - ticket.opened_at).total_seconds()) if ticket.opened_at else 0.0
         return Observation("ticket_first_response", (ticket.channel or UNKNOWN,), seconds)
+
+
+def _take_terms(deal: DealState, event: Event) -> tuple[float, str, str]:
+    """The deal's amount, currency and owner from ``event``, also returned. JSON's 1000 and 1000.0 become
+    one float: PostgreSQL gets a batch's amounts as one typed array, which mixed ints and floats cannot be."""
+    terms = float(event.data["amount"]), event.data["currency"], event.data["owner"]
+    deal.amount, deal.currency, deal.owner = terms
+    return terms

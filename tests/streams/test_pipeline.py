@@ -164,3 +164,39 @@ def test_conflicting_owner_goes_to_the_dead_letters(database_url: str) -> None:
         ("conflict", "deal_id 'd-1' belongs to another customer")
     ]
     assert stage_counts(engine) == {"opportunity": 1, "lead": 1}
+
+
+def test_whole_and_fractional_numbers_share_a_batch(database_url: str) -> None:
+    """JSON has one number type: upstreams send 1000 or 1000.5, and JSON Schema's integer takes 4.0.
+    PostgreSQL gets a batch's column as one typed array, and the driver refuses ints and floats mixed
+    (the batch failed and was retried forever); a score of 4.0 must count as 4, not as a label of its own."""
+    pipeline = Pipeline(Repository(migrated(database_url)), TOPICS)
+    result = pipeline.process(
+        messages_for(
+            [
+                event("deal.opened", "c-1", deal_id="d-1", amount=1000),
+                event("deal.opened", "c-2", deal_id="d-2", amount=1000.5),
+                event("deal.won", "c-3", deal_id="d-3", amount=2000),
+                event("deal.won", "c-4", deal_id="d-4", amount=2000.25),
+                *[event("ticket.opened", f"c-{n}", ticket_id=f"t-{n}") for n in (5, 6)],
+                event("ticket.resolved", "c-5", ticket_id="t-5", handling_seconds=600, contacts=1),
+                event("ticket.resolved", "c-6", ticket_id="t-6", handling_seconds=90.5, contacts=2.0),
+                event("csat.submitted", "c-5", ticket_id="t-5", score=5),
+                event("csat.submitted", "c-6", ticket_id="t-6", score=4.0),
+            ]
+        )
+    )
+    assert result.dead_letters == []
+    with Session(pipeline.repository.engine) as session:
+        assert session.execute(select(Deal.deal_id, Deal.amount).order_by(Deal.deal_id)).all() == [
+            ("d-1", 1000),
+            ("d-2", 1000.5),
+            ("d-3", 2000),
+            ("d-4", 2000.25),
+        ]
+        tickets = select(Ticket.ticket_id, Ticket.handling_seconds, Ticket.contacts, Ticket.csat_score)
+        assert session.execute(tickets.order_by(Ticket.ticket_id)).all() == [
+            ("t-5", 600, 1, 5),
+            ("t-6", 90.5, 2, 4),
+        ]
+    assert sorted(labels[0] for (name, labels) in result.observations if name == "csat") == ["4", "5"]
