@@ -46,7 +46,20 @@ def make_engine(url: str) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=2, **_JSON_CODEC)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=2, **_JSON_CODEC)
+    if parsed.get_driver_name() == "psycopg":
+        event.listen(engine, "connect", _lists_in_binary)
+    return engine
+
+
+def _lists_in_binary(dbapi_connection: Any, _record: Any) -> None:
+    """psycopg sends a Python list (a batch's column, written through ``unnest``; the keys of ``= ANY``)
+    in the text format unless told otherwise, escaping element by element in Python: 15 % of the
+    pipeline process's time at 2,000 events a batch (py-spy). The binary format dumps each element in
+    C, ~9 times faster (README, Performance); the statements' casts take either."""
+    from psycopg.types.array import ListBinaryDumper
+
+    dbapi_connection.adapters.register_dumper(list, ListBinaryDumper)
 
 
 def redacted(url: str) -> str:

@@ -1,4 +1,5 @@
-"""SQLite checkpoints run in a thread of their own (``WalCheckpoints``), not in a batch's commit."""
+"""SQLite checkpoints run in a thread of their own (``WalCheckpoints``), not in a batch's commit; PostgreSQL
+gets Python lists (a batch's columns) in the binary format."""
 
 from __future__ import annotations
 
@@ -77,3 +78,20 @@ def test_the_wal_starts_over_under_a_busy_writer(engine: Engine, tmp_path: Path)
 def test_only_a_sqlite_file_gets_the_thread() -> None:
     assert WalCheckpoints.start_for(make_engine("sqlite://")) is None
     assert WalCheckpoints.start_for(make_engine("postgresql+psycopg://user@127.0.0.1:1/none")) is None
+
+
+def test_postgresql_gets_lists_in_the_binary_format(postgres_url: str) -> None:
+    from psycopg.adapt import PyFormat
+    from psycopg.types.array import ListBinaryDumper
+
+    engine = make_engine(postgres_url)
+    try:
+        with engine.connect() as connection:
+            driver = connection.connection.driver_connection
+            assert driver is not None
+            assert driver.adapters.get_dumper(list, PyFormat.AUTO) is ListBinaryDumper
+            texts = ['a"b\\c', None, "x,y", "{}", ""]
+            unnested = connection.exec_driver_sql("SELECT unnest(%(a)s::varchar[])", {"a": texts}).scalars().all()
+            assert unnested == texts
+    finally:
+        engine.dispose()
