@@ -1,7 +1,9 @@
-"""CPU per event of the pipeline process's work alone: ``Pipeline.process`` on a fresh SQLite file, no
-Kafka, no worker; the simulator's events in batches of a given size, as the worker hands them over.
+"""CPU per event of the pipeline process's work alone: ``Pipeline.process`` on a fresh SQLite file (or a
+fresh PostgreSQL database), no Kafka, no worker; the simulator's events in batches of a given size, as
+the worker hands them over.
 
     .venv/bin/python bench/pipeline_cpu.py --batch 40,200,2000
+    .venv/bin/python bench/pipeline_cpu.py --batch 2000 --postgres postgresql+psycopg://…
     .venv/bin/python bench/pipeline_cpu.py --batch 200 --instructions     # ~2 min; needs valgrind
 
 Prints, per batch size, CPU ms per batch and µs per event (process time, after a warm-up of 4,000
@@ -37,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import orjson  # noqa: E402
-from run import simulated  # noqa: E402
+from run import fresh_postgres_database, simulated  # noqa: E402
 from sqlalchemy import event  # noqa: E402
 
 from streams.contract import EVENT_TOPICS  # noqa: E402
@@ -50,13 +52,14 @@ WARM_UP = 4_000
 
 
 def measure(
-    batch: int, events: int, state_cache: int, simulated_events: int = 0
-) -> tuple[float, collections.Counter[str], collections.Counter[str]]:
-    """CPU seconds for ``events`` events after the warm-up, the statements run per kind, and the rows and
-    the values the INSERTs and UPDATEs wrote (``rows``, ``values``).
+    batch: int, events: int, state_cache: int, simulated_events: int = 0, postgres: str | None = None
+) -> tuple[float, float, collections.Counter[str], collections.Counter[str]]:
+    """CPU and wall seconds for ``events`` events after the warm-up, the statements run per kind, and the
+    rows and the values the INSERTs and UPDATEs wrote (``rows``, ``values``).
     ``simulated_events``: how many the simulator makes (at least ``events``), so that two runs can
-    differ in the events processed alone."""
-    url = f"sqlite:///{tempfile.mkdtemp()}/pipeline.db"
+    differ in the events processed alone. ``postgres``: a server URL; a fresh database on it instead of
+    SQLite."""
+    url = fresh_postgres_database(postgres) if postgres else f"sqlite:///{tempfile.mkdtemp()}/pipeline.db"
     upgrade(make_engine(url))
     topics = {topic: topic for topic in set(EVENT_TOPICS.values())}
     pipeline = PipelineConfig(url, topics, 3.0, 65536, state_cache).build()
@@ -82,10 +85,10 @@ def measure(
         _process(pipeline, messages[start : min(start + batch, WARM_UP)], [])
     statements.clear()
     written.clear()
-    began = time.process_time()
+    began, began_wall = time.process_time(), time.perf_counter()
     for start in range(WARM_UP, WARM_UP + events, batch):
         _process(pipeline, messages[start : min(start + batch, WARM_UP + events)], [])
-    return time.process_time() - began, statements, written
+    return time.process_time() - began, time.perf_counter() - began_wall, statements, written
 
 
 def instructions(batch: int, events: int, state_cache: int, hash_seed: int) -> float:
@@ -126,6 +129,11 @@ def main() -> None:
     parser.add_argument(
         "--hash-seed", type=int, default=0, help="PYTHONHASHSEED of the runs --instructions counts (default 0)"
     )
+    parser.add_argument(
+        "--postgres",
+        help="a PostgreSQL server URL: a fresh database there instead of SQLite (its server's work shows in "
+        "the wall time, not in the CPU time)",
+    )
     parser.add_argument("--simulated-events", type=int, default=0, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.instructions:
@@ -135,14 +143,15 @@ def main() -> None:
         return
     options.events = options.events or 40_000
     for batch in (int(size) for size in options.batch.split(",")):
-        seconds, statements, written = measure(
-            batch, options.events, options.state_cache_customers, options.simulated_events
+        seconds, wall, statements, written = measure(
+            batch, options.events, options.state_cache_customers, options.simulated_events, options.postgres
         )
         batches = -(-options.events // batch)
         per_batch = ", ".join(f"{kind} {count / batches:.1f}" for kind, count in statements.most_common())
         print(
             f"batch {batch}: {1000 * seconds / batches:.2f} ms CPU per batch, "
-            f"{1e6 * seconds / options.events:.0f} µs per event; per batch: rows written "
+            f"{1e6 * seconds / options.events:.0f} µs per event ({1e6 * wall / options.events:.0f} µs wall, "
+            f"{options.events / wall:,.0f} events/s); per batch: rows written "
             f"{written['rows'] / batches:.1f}, values written {written['values'] / batches:.1f}; "
             f"statements per batch: {per_batch}"
         )
