@@ -308,14 +308,15 @@ class Journeys:
 
     def _ticket_resolved(self, event: Event, customer: CustomerState, obs: list[Observation]) -> bool:
         ticket = self._ticket(event)
+        handling_seconds = float(event.data["handling_seconds"])
         if ticket.resolved_at is None or event.occurred_at >= ticket.resolved_at:
             ticket.resolved_at = event.occurred_at
-            ticket.handling_seconds = float(event.data["handling_seconds"])
+            ticket.handling_seconds = handling_seconds
             ticket.contacts = int(event.data["contacts"])  # JSON Schema's integer takes 2.0 too
         ticket.set_status("resolved", event)
         channel = ticket.channel or UNKNOWN
         obs.append(Observation("ticket_resolved", (channel,)))
-        obs.append(Observation("ticket_handling", (channel,), float(event.data["handling_seconds"])))
+        obs.append(Observation("ticket_handling", (channel,), handling_seconds))
         if event.data["contacts"] == 1:
             obs.append(Observation("ticket_first_contact_resolved", (channel,)))
         if ticket.opened_at is not None:
