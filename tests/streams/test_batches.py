@@ -14,13 +14,11 @@ from prometheus_client import CollectorRegistry
 
 from streams.batches import BatchHandler, BatchWriter
 from streams.contract import EVENT_TOPICS
-from streams.db.engine import make_engine
-from streams.db.migrations import upgrade
 from streams.db.repository import Repository
 from streams.metrics import LifecycleMetrics
 from streams.pipeline import BatchResult, Pipeline
 from streams.runner import PipelineRunner, PlainMessage
-from tests.streams.test_pipeline import TOPICS, messages_for
+from tests.streams.test_pipeline import TOPICS, messages_for, migrated
 from tests.support import Recorder, event
 
 DEADLINE = 60.0  # the handler retries failures forever: a broken write would otherwise hang the test
@@ -55,8 +53,7 @@ def faust_event(document: dict[str, Any], offset: int) -> Any:
 def handler_on(
     tmp_path: Path, state_cache_customers: int = 0, runner_class: type[CountingRunner] = CountingRunner
 ) -> tuple[BatchHandler, Repository, CountingRunner]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'batches.db'}")
-    upgrade(engine)
+    engine = migrated(f"sqlite:///{tmp_path / 'batches.db'}")
     repository = Repository(engine, state_cache_customers=state_cache_customers)
     runner = runner_class.in_thread(Pipeline(repository, TOPICS))
     assert isinstance(runner, runner_class)

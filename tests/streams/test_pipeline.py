@@ -60,8 +60,7 @@ def test_migrations_are_repeatable(database_url: str) -> None:
 
 
 def test_shuffled_and_duplicated_stream_gives_the_expected_outcome(database_url: str) -> None:
-    engine = make_engine(database_url)
-    upgrade(engine)
+    engine = migrated(database_url)
     pipeline = Pipeline(Repository(engine), TOPICS)
     simulation = simulate(1500, seed=11)
     messages = messages_for(simulation.events)
@@ -112,8 +111,7 @@ def test_small_batches_write_what_one_batch_writes(database_url: str, tmp_path: 
 
 
 def test_transitions_are_recorded_for_the_outbox(database_url: str) -> None:
-    engine = make_engine(database_url)
-    upgrade(engine)
+    engine = migrated(database_url)
     repository = Repository(engine)
     pipeline = Pipeline(repository, TOPICS)
     result = pipeline.process(messages_for([event("lead.created"), event("deal.opened"), event("deal.won")]))
@@ -153,8 +151,7 @@ def test_updates_leave_a_deals_and_a_tickets_customer_alone(database_url: str) -
 
 
 def test_conflicting_owner_goes_to_the_dead_letters(database_url: str) -> None:
-    engine = make_engine(database_url)
-    upgrade(engine)
+    engine = migrated(database_url)
     pipeline = Pipeline(Repository(engine), TOPICS)
     pipeline.process(messages_for([event("deal.opened", customer_id="c-1")]))
     result = pipeline.process(
