@@ -6,7 +6,7 @@ from typing import Any
 
 import faust
 
-from streams.batches import BatchHandler, BatchWriter
+from streams.pipeline.batches import BatchHandler, BatchWriter
 
 
 def register_ingest(

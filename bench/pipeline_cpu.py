@@ -2,9 +2,9 @@
 fresh PostgreSQL database), no Kafka, no worker; the simulator's events in batches of a given size, as
 the worker hands them over.
 
-    .venv/bin/python bench/pipeline_cpu.py --batch 40,200,2000
-    .venv/bin/python bench/pipeline_cpu.py --batch 2000 --postgres postgresql+psycopg://…
-    .venv/bin/python bench/pipeline_cpu.py --batch 200 --instructions     # ~2 min; needs valgrind
+    .venv/bin/python -m bench.pipeline_cpu --batch 40,200,2000
+    .venv/bin/python -m bench.pipeline_cpu --batch 2000 --postgres postgresql+psycopg://…
+    .venv/bin/python -m bench.pipeline_cpu --batch 200 --instructions     # ~2 min; needs valgrind
 
 Prints, per batch size, CPU ms per batch and µs per event (process time, after a warm-up of 4,000
 events), the statements a batch ran, and the rows and values it wrote. What a change to the pipeline,
@@ -34,19 +34,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
+import orjson
+from sqlalchemy import event
 
-import orjson  # noqa: E402
-from run import fresh_postgres_database, simulated  # noqa: E402
-from sqlalchemy import event  # noqa: E402
-
-from streams.contract import EVENT_TOPICS  # noqa: E402
-from streams.db.engine import make_engine  # noqa: E402
-from streams.db.migrations import upgrade  # noqa: E402
-from streams.runner import PipelineConfig, PlainMessage, _process, tune_collector  # noqa: E402
-from streams.settings import Settings  # noqa: E402
+from bench.load import fresh_postgres_database, simulated
+from streams.contract.vocabulary import EVENT_TOPICS
+from streams.db.engine import make_engine
+from streams.db.migrations import upgrade
+from streams.pipeline.runner import PlainMessage, _process, tune_collector
+from streams.pipeline.service import PipelineConfig
+from streams.settings import Settings
 
 WARM_UP = 4_000
 
@@ -97,11 +94,12 @@ def instructions(batch: int, events: int, state_cache: int, hash_seed: int) -> f
     counts = []
     for measured in (events // 2, events):
         valgrind = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
-        here = [sys.executable, __file__, "--batch", str(batch), "--events", str(measured)]
+        here = [sys.executable, "-m", "bench.pipeline_cpu", "--batch", str(batch), "--events", str(measured)]
         here += ["--state-cache-customers", str(state_cache)]
         run = subprocess.run(
             [*valgrind, *here, "--simulated-events", str(events)],
             env={**os.environ, "PYTHONHASHSEED": str(hash_seed)},
+            cwd=Path(__file__).resolve().parents[1],
             capture_output=True,
             text=True,
             check=True,

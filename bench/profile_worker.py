@@ -1,7 +1,7 @@
 """Where a worker's time goes: py-spy on `lifecycle worker` (and its pipeline process) while it works
 through the benchmark stream on SQLite.
 
-    .venv/bin/python bench/profile_worker.py --events 50000 --seconds 15
+    .venv/bin/python -m bench.profile_worker --events 50000 --seconds 15
 
 Writes py-spy's collapsed stacks to bench/results/profile-raw.txt (any flamegraph tool renders them)
 and prints, per process, the share of sampled time by part of the system. Needs ptrace rights (root,
@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import argparse
 import collections
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-from run import published_stream, start_workers, worker_env  # noqa: E402
+from bench import RESULTS
+from bench.load import published_stream
+from bench.workers import start_workers, stop_workers, worker_env
 
 # (part, markers in the stack); the first match wins, in this order: the pipeline's own parts first,
 # since every frame of the pipeline process sits under multiprocessing's
@@ -66,17 +63,16 @@ def main() -> None:
 
     with published_stream("profile", options.events) as (bootstrap, topics, _):
         worker = start_workers(worker_env(bootstrap, topics, f"sqlite:///{tempfile.mkdtemp()}/profile.db"), 1)[0]
-        raw = ROOT / "bench" / "results" / "profile-raw.txt"
+        raw = RESULTS / "profile-raw.txt"
         raw.parent.mkdir(parents=True, exist_ok=True)
         try:
             time.sleep(5)  # start-up and the first rebalance are not what this profiles
             spy = str(Path(sys.executable).with_name("py-spy"))
-            command = [spy, "record", "--pid", str(worker.process.pid), "--subprocesses", "--rate", "100",
+            command = [spy, "record", "--pid", str(worker.pid), "--subprocesses", "--rate", "100",
                        "--format", "raw", "--output", str(raw), "--duration", str(options.seconds)]  # fmt: skip
             subprocess.run(command, check=True, capture_output=True)
         finally:
-            worker.process.send_signal(signal.SIGTERM)
-            worker.process.wait(60)
+            stop_workers([worker])
         print(summarize(raw))
 
 

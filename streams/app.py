@@ -7,11 +7,8 @@ settings and a fresh :class:`~prometheus_client.CollectorRegistry`.
 from __future__ import annotations
 
 import asyncio
-import collections
 import gc
 import logging
-import ssl
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,17 +18,25 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, disable_cr
 from sqlalchemy import Engine
 
 from agents.ingest import register_ingest
-from streams.batches import BatchHandler, Publish, Record
-from streams.contract import EVENT_TOPICS
+from streams.contract.messages import RawMessage
+from streams.contract.vocabulary import EVENT_TOPICS
 from streams.db.engine import make_engine, redacted
-from streams.db.migrations import upgrade
-from streams.kafka_admin import ensure_topics
-from streams.metrics import LifecycleMetrics, Quotas, ReadModelCollector, scrape
-from streams.queries import customer_journey
-from streams.runner import PipelineConfig, PipelineRunner
-from streams.sensors import WorkerMonitor
+from streams.db.migrations import reset, upgrade
+from streams.db.queries import customer_journey
+from streams.kafka.admin import ensure_topics
+from streams.kafka.producer import kafka_publisher
+from streams.kafka.reading import read_to_end
+from streams.kafka.security import KafkaSecurity
+from streams.kafka.sensors import WorkerMonitor
+from streams.kafka.transport import RawBytes, Transport
+from streams.metrics.exposition import scrape
+from streams.metrics.instruments import LifecycleMetrics
+from streams.metrics.quotas import Quotas
+from streams.metrics.read_model import ReadModelCollector
+from streams.pipeline.batches import BatchHandler
+from streams.pipeline.runner import PipelineRunner
+from streams.pipeline.service import PipelineConfig
 from streams.settings import Settings
-from streams.transport import RawBytes, Transport
 
 log = logging.getLogger(__name__)
 
@@ -48,38 +53,18 @@ class Lifecycle:
     ingest: Any  # the Faust agent
 
 
-def _broker_credentials(settings: Settings) -> Any:
-    protocol = settings.kafka_security_protocol
-    context = None
-    if protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(
-            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
-        )
-        if settings.kafka_ssl_certfile:
-            context.load_cert_chain(str(settings.kafka_ssl_certfile), str(settings.kafka_ssl_keyfile or "") or None)
-    if settings.kafka_sasl_mechanism:
-        password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
-        return faust.SASLCredentials(
-            username=settings.kafka_sasl_username or "",
-            password=password,
-            mechanism=settings.kafka_sasl_mechanism,
-            ssl_context=context,
-        )
-    return faust.SSLCredentials(context) if context is not None else None
-
-
 def build(settings: Settings | None = None, *, registry: CollectorRegistry | None = None) -> Lifecycle:
     settings = settings or Settings()
     registry = registry if registry is not None else CollectorRegistry()
-    # no `*_created` series: unused by the dashboards and alerts, they were 30 % of a scrape's text and
-    # half of its rendering time (process-wide switch of prometheus_client, hence here, at the root)
+    # no `*_created` series: unused by the dashboards and alerts, they would bloat a scrape's text and
+    # double its rendering time (process-wide switch of prometheus_client, hence here, at the root)
     disable_created_metrics()  # type: ignore[no-untyped-call]
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.sqlalchemy_url)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")],
-        broker_credentials=_broker_credentials(settings),
+        broker_credentials=KafkaSecurity.from_settings(settings).faust(),
         key_serializer="raw",
         value_serializer="raw",
         store="memory://",
@@ -112,13 +97,7 @@ def build(settings: Settings | None = None, *, registry: CollectorRegistry | Non
         metrics.create_owner_children(quotas.by_owner, quotas.currency)
     read_model = ReadModelCollector(engine, quotas, metrics.owner)
 
-    config = PipelineConfig(
-        settings.sqlalchemy_url,
-        settings.source_topics,
-        settings.at_risk_csat_threshold,
-        settings.max_message_bytes,
-        settings.state_cache_customers,
-    )
+    config = PipelineConfig.from_settings(settings)
     runner = (
         PipelineRunner.in_process(config) if settings.pipeline_process else PipelineRunner.in_thread(config.build())
     )
@@ -147,7 +126,7 @@ def build(settings: Settings | None = None, *, registry: CollectorRegistry | Non
 def use_lean_faust(
     app: faust.App, registry: CollectorRegistry, *, fetch_max_wait_ms: int, fetch_min_bytes: int = 1
 ) -> None:
-    """Our consumer (``streams.transport``) and sensors (``streams.sensors``) instead of Faust's.
+    """Our consumer (``streams.kafka.transport``) and sensors (``streams.kafka.sensors``) instead of Faust's.
 
     Call before anything touches ``app.topics``, which would build Faust's default transport."""
     assert app._transport is None, "app.transport was built already"
@@ -162,40 +141,11 @@ def faust_worker(app: faust.App, loglevel: str) -> faust.Worker:
     # Faust's start-up spinner sets the root logger to DEBUG to spin on every record: every library's
     # debug line would then be built and handled (aiokafka logs each message it sends)
     worker.spinner = None
-    # What the imports and the app's construction made lives as long as the worker: out of the garbage
-    # collector's sight, a full collection no longer stops the event loop for 130-170 ms (measured) to
-    # walk it, which stalled every batch in flight (README, Performance)
+    # What the imports and the app's construction made lives as long as the worker: kept out of the
+    # garbage collector's sight, since a full collection would stop the event loop for ~150 ms to walk
+    # it, stalling every batch in flight (docs/performance.md)
     gc.freeze()
     return worker
-
-
-def kafka_publisher(app: faust.App, topic: str) -> Publish:
-    """A batch's records as one record batch per partition (aiokafka's batch API), under Faust's producer.
-
-    Sent one by one (``app.producer.send``: a future, a partitioner call and an accumulator append per
-    record) the stage transitions took a tenth of the worker's event loop under load. Partitions are
-    Faust's own ``key_partition`` (aiokafka's default partitioner), so a key lands where ``send`` would
-    put it; batches of one partition go out in order."""
-
-    async def publish(records: Sequence[Record]) -> None:
-        producer: Any = app.producer  # Faust's aiokafka driver: typed as the generic ProducerT
-        kafka = producer._ensure_producer()  # the started aiokafka producer
-        await kafka.partitions_for(topic)  # metadata first, as send() does: key_partition reads it
-        by_partition: dict[int, list[Record]] = collections.defaultdict(list)
-        for record in records:
-            by_partition[producer.key_partition(topic, record[0]).partition].append(record)
-        deliveries = []
-        for partition, members in by_partition.items():
-            batch = kafka.create_batch()
-            for key, value, headers in members:
-                if batch.append(key=key, value=value, timestamp=None, headers=headers) is None:  # full
-                    deliveries.append(await kafka.send_batch(batch, topic, partition=partition))
-                    batch = kafka.create_batch()
-                    batch.append(key=key, value=value, timestamp=None, headers=headers)  # a first one always fits
-            deliveries.append(await kafka.send_batch(batch, topic, partition=partition))
-        await asyncio.gather(*deliveries)
-
-    return publish
 
 
 def _register_web(lifecycle: Lifecycle) -> None:
@@ -225,3 +175,22 @@ def prepare_infrastructure(settings: Settings) -> None:
     log.info("database %s ready (migrations applied: %s)", redacted(settings.sqlalchemy_url), applied or "none")
     engine.dispose()
     ensure_topics(settings)
+
+
+def rebuild(settings: Settings, *, batch_size: int = 5000) -> int:
+    """The read model dropped and made again from every message on the source topics (`lifecycle rebuild`).
+
+    Dead letters are not sent again (the dead-letter topic has them) and transitions are not published
+    again (the ``lifecycle`` topic has them): the rebuilt rows are what the worker wrote the first time."""
+    pipeline = PipelineConfig.from_settings(settings).build()
+    engine = pipeline.repository.engine
+    reset(engine)
+    total = 0
+    for records in read_to_end(settings, settings.source_topics.values(), batch_size=batch_size):
+        pipeline.process(
+            [RawMessage(r.topic, r.partition, r.offset, r.key, r.value, list(r.headers or [])) for r in records]
+        )
+        total += len(records)
+    pipeline.repository.mark_all_published()
+    log.info("rebuilt the read model from %d messages", total)
+    return total

@@ -34,19 +34,23 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "LIFECYCLE_KAFKA_BOOTSTRAP_SERVERS"),
         description="host:port[,host:port]. Unset: the local broker (`lifecycle broker`) on 127.0.0.1:9092.",
     )
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    kafka_sasl_username: str | None = None
-    kafka_sasl_password: SecretStr | None = None
-    kafka_ssl_cafile: Path | None = None
-    kafka_ssl_certfile: Path | None = None
-    kafka_ssl_keyfile: Path | None = None
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How every Kafka client of the product connects (docs/security.md)."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism, with SASL_PLAINTEXT or SASL_SSL."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (secret: never logged).")
+    kafka_ssl_cafile: Path | None = Field(None, description="CA bundle that signed the brokers' certificates.")
+    kafka_ssl_certfile: Path | None = Field(None, description="Client certificate, for brokers that ask for one.")
+    kafka_ssl_keyfile: Path | None = Field(None, description="Private key of the client certificate.")
 
-    topic_leads: str = "leads"
-    topic_deals: str = "deals"
-    topic_tickets: str = "tickets"
-    topic_lifecycle: str = "lifecycle"
-    topic_dlq: str = "lifecycle-dlq"
+    topic_leads: str = Field("leads", description="Source topic of lead.* events.")
+    topic_deals: str = Field("deals", description="Source topic of deal.* events.")
+    topic_tickets: str = Field("tickets", description="Source topic of ticket.* and csat.* events.")
+    topic_lifecycle: str = Field("lifecycle", description="Where stage transitions are published.")
+    topic_dlq: str = Field("lifecycle-dlq", description="Dead-letter topic: refused messages with the reason.")
     topic_partitions: int = Field(4, ge=1, description="Partitions of the topics the worker creates.")
     app_id: str = Field("customer-lifecycle", description="Faust app id = Kafka consumer group.")
     kafka_fetch_max_wait_ms: int = Field(
@@ -78,17 +82,17 @@ class Settings(BaseSettings):
 
     # --- Storage -------------------------------------------------------------------------------
     database_url: SecretStr | None = Field(
-        None, description="SQLAlchemy URL. Unset: SQLite file <data_dir>/lifecycle.db."
+        None, description="SQLAlchemy URL. Unset: the SQLite file lifecycle.db in the data dir."
     )
     db_retry_max_seconds: float = Field(30.0, gt=0, description="Cap of the back-off while the database is down.")
 
     # --- Metrics and HTTP ----------------------------------------------------------------------
     web_host: str = Field("127.0.0.1", description="Bind address of /metrics and the customer API.")
-    web_port: int = Field(6066, ge=0, le=65535)
+    web_port: int = Field(6066, ge=0, le=65535, description="Port of /metrics and the customer API.")
     max_owner_labels: int = Field(100, ge=1, description="Distinct `owner` label values before 'other'.")
     quota_file: Path | None = Field(None, description="JSON file with sales quotas per owner and period.")
 
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="The worker's log level.")
 
     @cached_property
     def bootstrap_servers(self) -> str:
@@ -115,18 +119,24 @@ class Settings(BaseSettings):
             values += [str(password)] if password else []
         return values
 
-    def kafka_python_security(self) -> dict[str, object]:
-        """Connection options for kafka-python clients (publisher, admin, DLQ tools)."""
-        options: dict[str, object] = {"security_protocol": self.kafka_security_protocol}
-        if self.kafka_sasl_mechanism:
-            options["sasl_mechanism"] = self.kafka_sasl_mechanism
-            options["sasl_plain_username"] = self.kafka_sasl_username
-            if self.kafka_sasl_password is not None:
-                options["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
-        if self.kafka_ssl_cafile:
-            options["ssl_cafile"] = str(self.kafka_ssl_cafile)
-        if self.kafka_ssl_certfile:
-            options["ssl_certfile"] = str(self.kafka_ssl_certfile)
-        if self.kafka_ssl_keyfile:
-            options["ssl_keyfile"] = str(self.kafka_ssl_keyfile)
-        return options
+
+def reference() -> str:
+    """docs/configuration.md, made from the fields themselves: the page cannot drift from the code."""
+    lines = [
+        "# Configuration",
+        "",
+        "Every setting of the worker and the tools, read from environment variables once at start.",
+        "Generated from `streams/settings.py` by `lifecycle settings --markdown`; do not edit by hand.",
+        "Secrets can also come from files: `LIFECYCLE_SECRETS_DIR`, one file per field, named as the field.",
+        "",
+        "| Variable | Default | Description |",
+        "| --- | --- | --- |",
+    ]
+    prefix = Settings.model_config.get("env_prefix", "")
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        names = alias.choices if isinstance(alias, AliasChoices) else [f"{prefix}{name}".upper()]
+        variables = " or ".join(f"`{choice}`" for choice in names)
+        default = "unset" if field.default is None else f"`{field.default}`"
+        lines.append(f"| {variables} | {default} | {field.description or ''} |")
+    return "\n".join(lines) + "\n"

@@ -1,24 +1,27 @@
-"""Helpers shared by the tests: events, waiting on conditions, worker processes."""
+"""Helpers of the tests alone: events, waiting on values, row counts, the pipeline without Kafka. Running a
+worker process and reading its /metrics are streams.cli.processes and streams.metrics.scraped."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-T = TypeVar("T")
-_ids = itertools.count()
+import orjson
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
-LIFECYCLE = str(Path(sys.executable).with_name("lifecycle"))
+from streams.cli.processes import wait_for as wait_for  # the one the worker's start-up waits with
+from streams.contract.messages import RawMessage
+from streams.contract.vocabulary import EVENT_TOPICS
+from streams.db.engine import make_engine
+from streams.db.migrations import upgrade
+from streams.db.models import Customer, Deal, Ticket
+
+T = TypeVar("T")
+ROOT = Path(__file__).resolve().parents[1]  # the repository
+_ids = itertools.count()
 
 
 def event(
@@ -50,18 +53,6 @@ def event(
     }
 
 
-def wait_for(condition: Callable[[], T], *, timeout: float = 60.0, what: str = "condition") -> T:
-    """Poll ``condition`` until it returns something truthy; fail with ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: T = condition()
-    while not last:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last value: {last!r})")
-        time.sleep(0.1)
-        last = condition()
-    return last
-
-
 def wait_for_value(
     fetch: Callable[[], T], accept: Callable[[T], bool], *, timeout: float = 60.0, what: str = "value"
 ) -> T:
@@ -74,86 +65,6 @@ def wait_for_value(
 
     wait_for(accepted, timeout=timeout, what=what)
     return box[0]
-
-
-def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-
-
-class WorkerProcess:
-    """`lifecycle worker` in its own process group, as a user starts it."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env, self.log_path = env, log_path
-        self.port = int(env["LIFECYCLE_WEB_PORT"])
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout: float = 90.0) -> WorkerProcess:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [LIFECYCLE, "worker"], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-
-        def ready() -> bool:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise AssertionError(f"worker exited with {self.process.returncode}:\n{self.log()[-4000:]}")
-            try:
-                return http_get(self.url + "/healthz", timeout=1)[0] == 200
-            except OSError:
-                return False
-
-        wait_for(ready, timeout=timeout, what="the worker's /healthz")
-        return self
-
-    def metrics(self) -> str:
-        return http_get(self.url + "/metrics")[1].decode()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def signal(self, signum: int) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signum)
-
-    def stop(self, timeout: float = 60.0) -> int | None:
-        if self.process is None:
-            return None
-        self.signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.signal(signal.SIGKILL)
-            return self.process.wait()
-
-
-@contextmanager
-def running_worker(env: dict[str, str], log_path: Path) -> Iterator[WorkerProcess]:
-    worker = WorkerProcess(env, log_path).start()
-    try:
-        yield worker
-    finally:
-        worker.stop()
-
-
-def metric_value(text: str, name: str, **labels: str) -> float:
-    """Sum of the samples of ``name`` whose labels include ``labels`` in a /metrics text."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
 
 
 def row_count(database_url: str, model: Any, *conditions: Any) -> int:
@@ -173,37 +84,41 @@ def row_count(database_url: str, model: Any, *conditions: Any) -> int:
         engine.dispose()
 
 
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and its children (the worker and its pipeline process), from /proc."""
-    found = [pid]
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry.name))
-    return found
-
-
-def memory_mib(pid: int, field: str = "VmRSS") -> float:
-    """VmRSS (now) or VmHWM (peak) of a live process, in MiB."""
-    line = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith(field))
-    return int(line.split()[1]) / 1024
-
-
-def tree_memory_mib(pid: int, field: str = "VmRSS") -> float:
-    """Sum over the process tree: for VmHWM an upper bound of the tree's peak."""
-    total = 0.0
-    for member in process_tree(pid):
-        with contextlib.suppress(OSError, StopIteration):
-            total += memory_mib(member, field)
-    return total
-
-
 class Recorder:
-    """A Publish (streams.batches) that records what it was given and delivers at once."""
+    """A Publish (streams.pipeline.batches) that records what it was given and delivers at once."""
 
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
 
     async def __call__(self, records: Sequence[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]]) -> None:
         self.sent.extend({"key": key, "value": value, "headers": dict(headers)} for key, value, headers in records)
+
+
+# --- the pipeline without Kafka ---------------------------------------------------------------
+TOPICS = {"leads": "leads", "deals": "deals", "tickets": "tickets"}
+
+
+def messages_for(events: list[dict[str, object]]) -> list[RawMessage]:
+    return [
+        RawMessage(EVENT_TOPICS[str(e["type"])], 0, i, str(e["customer_id"]).encode(), orjson.dumps(e))
+        for i, e in enumerate(events)
+    ]
+
+
+def migrated(url: str) -> Engine:
+    engine = make_engine(url)
+    upgrade(engine)
+    return engine
+
+
+def table_snapshot(engine: Engine) -> dict[str, Any]:
+    with Session(engine) as session:
+        return {
+            "customers": session.execute(
+                select(Customer.customer_id, Customer.stage, Customer.converted_at).order_by(Customer.customer_id)
+            ).all(),
+            "deals": session.execute(select(Deal.deal_id, Deal.status, Deal.amount).order_by(Deal.deal_id)).all(),
+            "tickets": session.execute(
+                select(Ticket.ticket_id, Ticket.status, Ticket.csat_score).order_by(Ticket.ticket_id)
+            ).all(),
+        }

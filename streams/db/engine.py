@@ -20,8 +20,8 @@ def json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-# JSON columns (a customer's recent CSAT scores) through orjson: the standard library's encoder was
-# 4 % of the pipeline process's instructions per event (valgrind, 200 events a batch)
+# JSON columns (a customer's recent CSAT scores) through orjson: the standard library's encoder costs
+# 4 % of the pipeline process's instructions per event
 _JSON_CODEC: dict[str, Any] = {"json_serializer": json_text, "json_deserializer": orjson.loads}
 
 
@@ -40,7 +40,7 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             # 64 MiB of WAL between checkpoints (default 4 MiB): a batch of random event ids dirties
             # thousands of index pages in a large processed_events; written back once per many batches,
-            # not after each one, cost per event stays flat as the table grows (README, Performance). The
+            # not after each one, cost per event stays flat as the table grows (docs/performance.md). The
             # worker's pipeline process turns this off and checkpoints in a thread: WalCheckpoints
             cursor.execute("PRAGMA wal_autocheckpoint=16000")
             cursor.close()
@@ -54,9 +54,9 @@ def make_engine(url: str) -> Engine:
 
 def _lists_in_binary(dbapi_connection: Any, _record: Any) -> None:
     """psycopg sends a Python list (a batch's column, written through ``unnest``; the keys of ``= ANY``)
-    in the text format unless told otherwise, escaping element by element in Python: 15 % of the
-    pipeline process's time at 2,000 events a batch (py-spy). The binary format dumps each element in
-    C, ~9 times faster (README, Performance); the statements' casts take either."""
+    in the text format unless told otherwise, escaping element by element in Python: a good part of the
+    pipeline process's time in large batches. The binary format dumps each element in C, ~9 times
+    faster (docs/performance.md); the statements' casts take either."""
     from psycopg.types.array import ListBinaryDumper
 
     dbapi_connection.adapters.register_dumper(list, ListBinaryDumper)
@@ -70,14 +70,14 @@ def redacted(url: str) -> str:
 class WalCheckpoints:
     """SQLite: the WAL copied back into the database file by a thread of its own, off the write path.
 
-    SQLite checkpoints inside the commit that fills the WAL to its limit (64 MiB here): 130 ms every
-    ~6,000 events (measured), a stall for that batch and every event queued behind it, which made a
-    good part of the end-to-end p99 (README, Performance). Here the engine's own connections never
-    checkpoint. Every ``interval`` seconds the thread copies the WAL back passively, writers going on
-    meanwhile, and again while they appended during the copy. Copies alone never had a busy writer's
-    WAL start over (it grew without end, measured), and a ``RESTART`` from the thread starved waiting
-    for the writer's lock: so the writer, between two transactions, calls :meth:`restart_if_due`,
-    which copies the little written since and has the WAL start over from its beginning."""
+    SQLite checkpoints inside the commit that fills the WAL to its limit (64 MiB here): a stall of
+    ~130 ms for that batch and every event queued behind it, a good part of the end-to-end p99
+    (docs/storage.md). Here the engine's own connections never checkpoint. Every ``interval`` seconds
+    the thread copies the WAL back passively, writers going on meanwhile, and again while they appended
+    during the copy. Copies alone never have a busy writer's WAL start over (it grows without end), and
+    a ``RESTART`` from the thread starves waiting for the writer's lock: so the writer, between two
+    transactions, calls :meth:`restart_if_due`, which copies the little written since and has the WAL
+    start over from its beginning."""
 
     PASSES = 8  # a pass copies what was appended during the one before: fewer pages each time
 

@@ -97,9 +97,8 @@ def _changes(
 ) -> dict[tuple[str, ...], list[tuple[Any, ...]]]:
     """Changed rows (the key first in each) by the columns that changed, for an UPDATE of just those:
     SQLite rewrites the index entry of every column an UPDATE names, changed or not (a random page
-    dirtied each: 200,000 rows, WAL, 150 updates a commit, an indexed column in the SET clause cost
-    65-116 against 42 us of CPU a row), and converts and binds every value; a row that did not change is
-    not written at all."""
+    dirtied each: an indexed column in the SET clause costs up to ~2.8 times a row's CPU in a large
+    table), and converts and binds every value; a row that did not change is not written at all."""
     changes: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
     for row in rows:
         old = before[row[0]]
@@ -176,8 +175,7 @@ def _update_from_arrays(model: type[Base], columns: tuple[str, ...]) -> Update:
 class _DriverExecutemany:
     """SQLite: a statement compiled once and run by the driver's ``executemany`` on plain tuples, with
     the same type conversions as SQLAlchemy's, looked up once. SQLAlchemy's own executemany rebuilds
-    every row's parameters through the compiled statement: a third of a small batch's time (profiled at
-    150 events a batch)."""
+    every row's parameters through the compiled statement: a third of a small batch's time."""
 
     sql: str
     values: Callable[[tuple[Any, ...]], tuple[Any, ...]]  # a row's values in placeholder order
@@ -219,9 +217,9 @@ _REMEMBERED_TIMES = 20_000  # ~3 MiB
 
 def _sqlite_datetime(fallback: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """SQLAlchemy's SQLite DATETIME text ('2026-01-02 03:04:05.000006') for a naive datetime, by
-    ``isoformat``: its own ``%`` formatting of seven fields cost 6 % of a batch. The texts are
-    remembered: a row's unchanged times go back with every change to the row, and ``isoformat`` (C
-    ``printf``) was still 8 % of the instructions per event. Anything else (None, an aware datetime, a
+    ``isoformat``: its own ``%`` formatting of seven fields costs 6 % of a batch. The texts are
+    remembered: a row's unchanged times go back with every change to the row, and even ``isoformat`` (C
+    ``printf``) is a visible share of the instructions per event. Anything else (None, an aware datetime, a
     date) takes SQLAlchemy's path."""
 
     texts: dict[datetime, str] = {}
@@ -273,7 +271,7 @@ class _DriverSelect:
     """SQLite: a SELECT by a list of keys, compiled once, run on the driver's cursor, its rows converted
     by the columns' own SQLAlchemy result processors, looked up once. SQLAlchemy's execution and result
     objects (a ``fetchone`` and a ``Row`` per row, the ``IN`` list rendered through the compiled
-    statement) were 5 % of the pipeline process's instructions per event (valgrind, 200 a batch)."""
+    statement) cost 5 % of the pipeline process's instructions per event."""
 
     head: str  # the SQL before the list of keys
     tail: str
@@ -369,8 +367,8 @@ class Repository:
     def _planned_per_run(self, session: Session) -> Iterator[None]:
         """Statements selecting by a list of values (:func:`_among_values`), on PostgreSQL: psycopg
         prepares a statement run 5 times, and the server may then keep a generic plan made while the table
-        was small, a sequential scan that gets slower with every event (550 ms a batch in processed_events
-        after 50,000 events, measured). The writes by primary key keep their generic plans: planned once,
+        was small, a sequential scan that gets slower with every stored event, to hundreds of milliseconds
+        a batch in processed_events. The writes by primary key keep their generic plans: planned once,
         an index lookup. Scoped to the transaction (``SET LOCAL``): a rollback ends it too."""
         if not self._postgresql:
             yield
@@ -509,6 +507,11 @@ class Repository:
                 )
                 for row in rows
             ]
+
+    def mark_all_published(self) -> None:
+        """Every transition recorded as published: after a rebuild, whose transitions the topic has."""
+        with self.engine.begin() as connection:
+            connection.execute(update(StageTransition).values(published=True))
 
     def mark_published(self, session: Session, event_ids: Sequence[str]) -> None:
         if not event_ids:

@@ -1,9 +1,9 @@
 """The states this process committed last, kept for the batches that follow.
 
 Every batch reads rows that the previous batches wrote: a customer's events arrive over minutes, and a
-batch is a fraction of a second. The SELECTs of customers, deals and tickets were 13 % of the pipeline
-process's CPU at 146 events a batch (the latency run's batch size); kept here, a batch selects only
-what it has not seen yet, and its dedup records.
+batch is a fraction of a second. Selecting those customers, deals and tickets again costs 13 % of the
+pipeline process's CPU at the latency run's batch size; kept here, a batch selects only what it has
+not seen yet, and its dedup records.
 
 Kept states are only right while nothing else writes their rows. Two rules make that hold:
 the worker forgets everything at a rebalance (partitions, hence customers, may move to another worker

@@ -1,4 +1,4 @@
-"""Headline ratios, defined once (the README's "Metric definitions" and the recording rules agree).
+"""Headline ratios, defined once (docs/metrics.md, "Metric definitions", and the recording rules agree).
 
 - CSAT: the *share* of responses scoring 4 or 5 (not the mean); the mean is reported separately.
 - First-contact resolution: resolutions with ``contacts == 1`` / all resolutions (reopened tickets

@@ -14,7 +14,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import NamedTuple
 
-from streams.contract import Event
+from streams.domain.errors import ConflictingEvent
+from streams.domain.events import Event
 from streams.domain.stages import RECENT_CSAT_WINDOW, Stage, decide_stage
 
 UNKNOWN = "unknown"
@@ -26,14 +27,10 @@ class Outcome(StrEnum):
     DEAD_LETTERED = "dead_lettered"
 
 
-class ConflictingEvent(Exception):
-    """A valid event that contradicts stored state (e.g. a deal id owned by another customer)."""
-
-
 class Observation(NamedTuple):
     """A fact for the metrics: ``name`` says which, ``labels`` in the metric's label order.
 
-    Crosses back from the pipeline process as a plain tuple (``streams.runner``)."""
+    Crosses back from the pipeline process as a plain tuple (``streams.pipeline.runner``)."""
 
     name: str
     labels: tuple[str, ...] = ()

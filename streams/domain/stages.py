@@ -39,7 +39,7 @@ def decide_stage(
     recent_csat_scores: Sequence[int],
     at_risk_threshold: float = 3.0,
 ) -> Stage:
-    """The stage rule of the product, first match wins (see README, "Lifecycle stages")."""
+    """The stage rule of the product, first match wins (docs/stages.md, "The rule")."""
     if has_won_deal:
         if recent_csat_scores and mean(recent_csat_scores) < at_risk_threshold:
             return Stage.AT_RISK

@@ -14,15 +14,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agents.ingest import register_ingest
-from streams.batches import BatchHandler
 from streams.db.engine import make_engine
 from streams.db.migrations import upgrade
 from streams.db.models import Customer
 from streams.db.repository import Repository
-from streams.metrics import LifecycleMetrics
-from streams.pipeline import Pipeline
-from streams.runner import PipelineRunner
-from streams.transport import RawBytes
+from streams.kafka.transport import RawBytes
+from streams.metrics.instruments import LifecycleMetrics
+from streams.pipeline.batches import BatchHandler
+from streams.pipeline.runner import PipelineRunner
+from streams.pipeline.service import Pipeline
 from tests.support import Recorder, event
 
 

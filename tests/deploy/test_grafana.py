@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 import re
 import sys
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT
+
 sys.path.insert(0, str(ROOT / "deploy" / "grafana"))
-import dashboards  # noqa: E402
+import dashboards
 
 
 def all_panels() -> list[tuple[str, dict[str, Any]]]:

@@ -1,8 +1,22 @@
+"""Everything under tests/integration runs on the real broker, PostgreSQL and Prometheus: marked
+``integration`` here, by directory, so ``-m "not integration"`` starts none of them."""
+
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
-from streams.simulator import Simulation, simulate
+from streams.cli.simulator import Simulation, simulate
+
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.integration)
+
 
 CUSTOMERS = 9500  # ~52,000 events
 

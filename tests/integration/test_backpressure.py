@@ -24,15 +24,15 @@ import orjson
 import pytest
 from sqlalchemy.engine import make_url
 
-from streams.kafka_admin import ensure_topics
-from streams.publisher import EventPublisher
+from streams.cli.processes import WorkerProcess, tree_memory_mib
+from streams.cli.simulator import Simulation
+from streams.kafka.admin import ensure_topics
+from streams.kafka.publisher import EventPublisher
 from streams.settings import Settings
-from streams.simulator import Simulation
 from tests.conftest import settings_from
 from tests.integration.test_faults import REPORT, assert_exact_outcome, committed_events, wait_until_done
-from tests.support import WorkerProcess, tree_memory_mib
 
-pytestmark = [pytest.mark.integration, pytest.mark.faults]
+pytestmark = pytest.mark.faults
 SUSTAINED = 400  # events/s: well inside one worker's throughput (README, Performance)
 BURST = 10 * SUSTAINED
 RSS_BOUND_MIB = 512

@@ -7,13 +7,11 @@ import signal
 import subprocess
 from pathlib import Path
 
-import pytest
 from kafka import KafkaAdminClient
 
-from streams.broker import free_port
-from tests.support import LIFECYCLE, wait_for
-
-pytestmark = pytest.mark.integration
+from streams.cli.processes import LIFECYCLE
+from streams.kafka.broker import free_port
+from tests.support import wait_for
 
 
 def test_broker_command_serves_and_stops_on_sigterm(tmp_path: Path) -> None:

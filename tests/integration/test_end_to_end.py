@@ -13,28 +13,19 @@ from kafka import KafkaProducer
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from streams.cli.processes import LIFECYCLE, running_worker
+from streams.cli.simulator import simulate
 from streams.db.engine import make_engine
 from streams.db.models import Customer, Deal, StageTransition, Ticket
-from streams.dead_letters import read_dead_letters
-from streams.kafka_admin import ensure_topics
-from streams.publisher import EventPublisher
-from streams.queries import stage_counts
+from streams.db.queries import stage_counts
+from streams.kafka.admin import ensure_topics
+from streams.kafka.dead_letters import read_dead_letters
+from streams.kafka.publisher import EventPublisher
+from streams.metrics.scraped import http_get, metric_value
 from streams.settings import Settings
-from streams.simulator import simulate
 from tests.conftest import settings_from
 from tests.integration.test_faults import count_messages, wait_until_published
-from tests.support import (
-    LIFECYCLE,
-    event,
-    http_get,
-    metric_value,
-    row_count,
-    running_worker,
-    wait_for,
-    wait_for_value,
-)
-
-pytestmark = pytest.mark.integration
+from tests.support import event, row_count, wait_for, wait_for_value
 
 
 def customer_count(settings: Settings) -> int:

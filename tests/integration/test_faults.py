@@ -25,19 +25,20 @@ from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from streams.broker import LocalKafka, free_port
+from streams.cli.processes import LIFECYCLE, WorkerProcess
+from streams.cli.simulator import Simulation
 from streams.db.engine import make_engine
 from streams.db.models import Customer, Deal, ProcessedEvent, StageTransition, Ticket
-from streams.kafka_admin import ensure_topics
-from streams.publisher import EventPublisher
-from streams.queries import stage_counts
+from streams.db.queries import stage_counts
+from streams.kafka.admin import ensure_topics
+from streams.kafka.broker import LocalKafka, free_port
+from streams.kafka.publisher import EventPublisher
 from streams.settings import Settings
-from streams.simulator import Simulation
 from tests.conftest import IN_CI, settings_from
-from tests.support import LIFECYCLE, WorkerProcess, row_count, wait_for
+from tests.support import ROOT, row_count, wait_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.faults]
-REPORT = Path(__file__).resolve().parents[2] / "data" / "reliability.json"
+pytestmark = pytest.mark.faults
+REPORT = ROOT / "data" / "reliability.json"
 
 
 class FaultReport:

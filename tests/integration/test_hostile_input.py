@@ -15,16 +15,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.contract import EVENT_TOPICS
-from streams.dead_letters import read_dead_letters
-from streams.kafka_admin import ensure_topics
-from streams.publisher import EventPublisher
-from streams.simulator import simulate
+from streams.cli.processes import running_worker
+from streams.cli.simulator import simulate
+from streams.contract.vocabulary import EVENT_TOPICS
+from streams.kafka.admin import ensure_topics
+from streams.kafka.dead_letters import read_dead_letters
+from streams.kafka.publisher import EventPublisher
+from streams.metrics.scraped import metric_value
 from tests.conftest import settings_from
 from tests.integration.test_faults import committed_events, wait_until_published
-from tests.support import event, metric_value, running_worker, wait_for_value
+from tests.support import event, wait_for_value
 
-pytestmark = pytest.mark.integration
 BAD_MESSAGES = 10_000
 
 STRING_FIELDS = ["event_id", "customer_id", "type", "occurred_at"]

@@ -18,14 +18,15 @@ import pytest
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from streams.broker import LocalKafka, free_port
-from streams.kafka_admin import ensure_topics
-from streams.publisher import EventPublisher
+from streams.cli.processes import running_worker
+from streams.kafka.admin import ensure_topics
+from streams.kafka.broker import LocalKafka, free_port
+from streams.kafka.publisher import EventPublisher
+from streams.kafka.security import KafkaSecurity
 from tests.conftest import IN_CI, settings_from
 from tests.integration.test_faults import committed_events
-from tests.support import event, running_worker, wait_for
+from tests.support import event, wait_for
 
-pytestmark = pytest.mark.integration
 PLAIN_PASSWORD = "plain-pw-5d81c2"
 SCRAM_PASSWORD = "scram-pw-9e04aa"
 
@@ -134,7 +135,9 @@ def refusal(env: dict[str, str], caplog: pytest.LogCaptureFixture) -> str:
     settings = settings_from(env)
     with pytest.raises(KafkaError):
         KafkaProducer(
-            bootstrap_servers=settings.bootstrap_servers, bootstrap_timeout_ms=5000, **settings.kafka_python_security()
+            bootstrap_servers=settings.bootstrap_servers,
+            bootstrap_timeout_ms=5000,
+            **KafkaSecurity.from_settings(settings).kafka_python(),
         ).close()
     return caplog.text
 

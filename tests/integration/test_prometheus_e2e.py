@@ -22,18 +22,19 @@ from typing import Any
 import pytest
 import yaml
 
-from streams.broker import free_port
-from streams.kafka_admin import ensure_topics
-from streams.publisher import EventPublisher
-from streams.simulator import simulate
+from streams.cli.processes import running_worker
+from streams.cli.simulator import simulate
+from streams.kafka.admin import ensure_topics
+from streams.kafka.broker import free_port
+from streams.kafka.publisher import EventPublisher
+from streams.metrics.scraped import http_get, metric_value
 from tests.conftest import IN_CI, settings_from
-from tests.support import http_get, metric_value, running_worker, wait_for, wait_for_value
+from tests.support import ROOT, wait_for, wait_for_value
 
-ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "deploy" / "grafana"))
-import dashboards  # noqa: E402
+import dashboards
 
-pytestmark = [pytest.mark.integration, pytest.mark.prometheus]
+pytestmark = pytest.mark.prometheus
 
 
 class Prometheus:

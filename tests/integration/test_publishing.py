@@ -7,9 +7,9 @@ import asyncio
 import faust
 from kafka import KafkaConsumer
 
-from streams.app import kafka_publisher
-from streams.batches import Record
-from streams.kafka_admin import ensure_topics
+from streams.kafka.admin import ensure_topics
+from streams.kafka.producer import kafka_publisher
+from streams.pipeline.batches import Record
 from tests.conftest import settings_from
 
 

@@ -8,13 +8,13 @@ import orjson
 import pytest
 from sqlalchemy.engine import make_url
 
-from streams.kafka_admin import ensure_topics
-from streams.publisher import EventPublisher
+from streams.cli.processes import running_worker
+from streams.kafka.admin import ensure_topics
+from streams.kafka.publisher import EventPublisher
 from tests.conftest import settings_from
 from tests.integration.test_faults import committed_events
-from tests.support import event, running_worker, wait_for
+from tests.support import event, wait_for
 
-pytestmark = pytest.mark.integration
 DB_SECRET = "db-pw-7f3a9c"
 SASL_SECRET = "sasl-pw-1b2e8d"
 

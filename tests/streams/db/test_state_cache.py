@@ -11,13 +11,13 @@ from unittest import mock
 import pytest
 from sqlalchemy import Engine, event
 
+from streams.cli.simulator import simulate
+from streams.db.queries import stage_counts
 from streams.db.repository import Repository
 from streams.db.state_cache import StateCache
 from streams.domain.journey import CustomerState, TicketState
-from streams.pipeline import Pipeline
-from streams.queries import stage_counts
-from streams.simulator import simulate
-from tests.streams.test_pipeline import TOPICS, messages_for, migrated, table_snapshot
+from streams.pipeline.service import Pipeline
+from tests.support import TOPICS, messages_for, migrated, table_snapshot
 from tests.support import event as lifecycle_event
 
 

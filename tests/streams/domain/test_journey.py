@@ -6,8 +6,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.contract import Event, validate_document
-from streams.domain.journey import ConflictingEvent, Journeys, Outcome
+from streams.contract.decoding import validate_document
+from streams.domain.errors import ConflictingEvent
+from streams.domain.events import Event
+from streams.domain.journey import Journeys, Outcome
 from streams.domain.stages import SERVICE_STAGES, Stage
 from tests.support import event
 

@@ -1,0 +1,25 @@
+"""The dead-letter topic read back and replayed to the source topics (`lifecycle dlq`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+from streams.contract.dead_letters import StoredDeadLetter, parse_dead_letter
+from streams.kafka.reading import read_to_end
+from streams.settings import Settings
+
+
+def read_dead_letters(settings: Settings) -> Iterator[StoredDeadLetter]:
+    """Everything on the dead-letter topic, from its beginning to its end as of now."""
+    for batch in read_to_end(settings, [settings.topic_dlq]):
+        yield from (parse_dead_letter(record) for record in batch)
+
+
+def replay(
+    letters: Sequence[StoredDeadLetter],
+    send: Callable[[str, bytes | None, bytes | None, list[tuple[str, bytes]]], None],
+) -> int:
+    """Re-publish to the source topic with the original key, value and headers."""
+    for letter in letters:
+        send(letter.source_topic, letter.key, letter.value, letter.original_headers)
+    return len(letters)
