@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 from streams.db.engine import make_engine
 from streams.db.migrations import upgrade
 from streams.db.models import Customer, Deal
-from streams.db.repository import _FIELDS, _IN_CHUNK, _REMEMBERED_TIMES, _select_rows, _sqlite_datetime
+from streams.db.sqlite import REMEMBERED_TIMES, SQLiteStatements, sqlite_datetime
+from streams.db.statements import FIELDS, IN_CHUNK
 from streams.domain.journey import CustomerState, DealState
 
 
@@ -31,14 +32,14 @@ from streams.domain.journey import CustomerState, DealState
 def test_datetime_text_is_sqlalchemy_own(value: date | None) -> None:
     processor = sqlite.DATETIME().bind_processor(sqlite.dialect())  # type: ignore[no-untyped-call]
     assert processor is not None
-    assert _sqlite_datetime(processor)(value) == processor(value)
+    assert sqlite_datetime(processor)(value) == processor(value)
 
 
 def test_datetime_texts_stay_right_beyond_the_remembered_ones() -> None:
     processor = sqlite.DATETIME().bind_processor(sqlite.dialect())  # type: ignore[no-untyped-call]
     assert processor is not None
-    convert = _sqlite_datetime(processor)
-    moments = [datetime(2026, 1, 1) + timedelta(seconds=n, microseconds=n) for n in range(_REMEMBERED_TIMES + 500)]
+    convert = sqlite_datetime(processor)
+    moments = [datetime(2026, 1, 1) + timedelta(seconds=n, microseconds=n) for n in range(REMEMBERED_TIMES + 500)]
     for _ in range(2):  # the second pass reads remembered texts, and some that were dropped
         assert [convert(moment) for moment in moments] == [processor(moment) for moment in moments]
 
@@ -47,7 +48,7 @@ def test_sqlite_selects_give_what_sqlalchemy_gives(tmp_path: Path) -> None:
     """More keys than one ``IN`` list takes, rows with every converted type (times, JSON, numbers)."""
     engine = make_engine(f"sqlite:///{tmp_path / 'select.db'}")
     upgrade(engine)
-    count = _IN_CHUNK + 7
+    count = IN_CHUNK + 7
     customers = [
         {
             "customer_id": f"c-{n}",
@@ -72,9 +73,12 @@ def test_sqlite_selects_give_what_sqlalchemy_gives(tmp_path: Path) -> None:
         session.execute(insert(Deal), deals)
     wanted = {f"c-{n}" for n in range(count)} | {"c-missing"}
     for model, cls in ((Customer, CustomerState), (Deal, DealState)):
-        columns = _FIELDS[cls]
+        columns = FIELDS[cls]
         with Session(engine) as session:
-            ours = sorted(tuple(row) for row in _select_rows(session, model, columns, "customer_id", wanted, False))
+            ours = sorted(
+                tuple(row)
+                for row in SQLiteStatements(engine.dialect).select_rows(session, model, columns, "customer_id", wanted)
+            )
             table = model.__table__
             theirs = sorted(
                 tuple(row)
