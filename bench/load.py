@@ -1,15 +1,16 @@
 """What the benchmarks run against: the simulator's seeded events, published to fresh topics on a broker,
-and read models, empty or already holding many customers."""
+the same stream with poison messages in it, and read models, empty or already holding many customers."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,13 @@ from streams.kafka.broker import LocalKafka
 from streams.settings import Settings
 
 TOPICS = ("leads", "deals", "tickets")
+POISON_KINDS = ("contract", "write")
+POISON_FIELD = "bench_poison"  # what bench/poison_pipeline/sitecustomize.py makes Journeys.apply fail on
+POISON_PIPELINE = Path(__file__).resolve().parent / "poison_pipeline"  # for PYTHONPATH
+NOT_A_CURRENCY = "QQQ"  # the schema's pattern, not ISO 4217's
+BEFORE_YEAR_ONE = "0001-01-01T00:30:00+01:00"  # the schema's pattern; its UTC is in year 0
+# a message's document and its key (the customer_id, as the publisher sends it, unless a poison's)
+Keyed = tuple[dict[str, Any], str]
 
 
 def simulated(count: int, seed: int = 1) -> list[dict[str, Any]]:
@@ -29,11 +37,80 @@ def simulated(count: int, seed: int = 1) -> list[dict[str, Any]]:
     return events[:count]
 
 
+def _poison(documents: Sequence[dict[str, Any]], at: int, number: int, kind: str) -> Keyed:
+    """The ``number``-th poison message, a copy of ``documents[at]`` (or, for a currency, of the next
+    deal.opened or deal.won) under a new event id."""
+    from streams.contract.vocabulary import MONEY_TYPES
+
+    if kind == "write":
+        return {**documents[at], "event_id": f"poison-{number:06d}", POISON_FIELD: True}, documents[at]["customer_id"]
+    violation = number % 3
+    if violation == 2:
+        base = next((d for d in documents[at:] if d["type"] in MONEY_TYPES), None)
+        base = base or next(d for d in documents if d["type"] in MONEY_TYPES)
+        return {**base, "event_id": f"poison-{number:06d}", "currency": NOT_A_CURRENCY}, base["customer_id"]
+    copy = {**documents[at], "event_id": f"poison-{number:06d}"}
+    if violation == 0:
+        copy["customer_id"] += "\x00"  # the key matching it: refused for the NUL, not as a key mismatch
+    else:
+        copy["occurred_at"] = BEFORE_YEAR_ONE
+    return copy, copy["customer_id"]
+
+
+def poisoned(documents: Sequence[dict[str, Any]], per_thousand: int, kind: str, seed: int = 11) -> list[Keyed]:
+    """``len(documents)`` messages: ``documents`` with ``per_thousand`` poison messages in each 1,000
+    inserted, one at a seeded random place in each block of 1,000 / ``per_thousand``; the last clean ones
+    drop off. A poison is a copy of the clean event it comes before, under a new event id (so it changes
+    nothing when refused). ``kind`` ``contract``: it breaks the contract where only the checks after the
+    schema see it, in turn a NUL in ``customer_id`` (the key matching it), an ``occurred_at`` whose UTC
+    is before year 1, a currency not in ISO 4217 (on a copy of the next deal.opened or deal.won);
+    ``write``: it carries ``"bench_poison": true`` (``bench/poison_pipeline/sitecustomize.py``)."""
+    if kind not in POISON_KINDS:
+        raise ValueError(f"poison kind {kind!r} is none of {POISON_KINDS}")
+    block = 1000 / per_thousand
+    draw = random.Random(seed)
+    places = {int(n * block) + draw.randrange(max(1, int(block))): n for n in range(int(len(documents) / block))}
+    stream: list[Keyed] = []
+    clean = 0
+    while len(stream) < len(documents):
+        number = places.get(len(stream))
+        if number is None:
+            stream.append((documents[clean], documents[clean]["customer_id"]))
+            clean += 1
+        else:
+            stream.append(_poison(documents, clean, number, kind))
+    return stream
+
+
+def publish_poisoned(bootstrap: str, prefix: str, count: int, per_thousand: int, kind: str) -> list[str]:
+    """:func:`published_stream`'s stream of ``count`` events, :func:`poisoned`, on fresh topics of the
+    broker at ``bootstrap``; returns the topics. No validation: the poison goes out as it is."""
+    import orjson
+
+    from streams.kafka.publisher import EventPublisher
+
+    topics, settings = _fresh_topics(bootstrap, prefix)
+    with EventPublisher(settings) as publisher:
+        for document, key in poisoned(simulated(count), per_thousand, kind):
+            publisher.send_raw(publisher.topic_for(document["type"]), key.encode(), orjson.dumps(document))
+    return topics
+
+
+def _fresh_topics(bootstrap: str, prefix: str) -> tuple[list[str], Settings]:
+    from streams.kafka.admin import ensure_topics
+
+    suffix = uuid.uuid4().hex[:8]
+    topics = [f"{prefix}-{name}-{suffix}" for name in TOPICS]
+    os.environ["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
+    settings = Settings(topic_leads=topics[0], topic_deals=topics[1], topic_tickets=topics[2])
+    ensure_topics(settings, topics)
+    return topics, settings
+
+
 @contextlib.contextmanager
 def published_stream(prefix: str, count: int) -> Iterator[tuple[str, list[str], int]]:
     """KAFKA_BOOTSTRAP_SERVERS, or a broker of our own for the duration; fresh topics holding the seeded
     stream of ``count`` events. Yields (bootstrap servers, topics, events published)."""
-    from streams.kafka.admin import ensure_topics
     from streams.kafka.publisher import EventPublisher
 
     broker = None
@@ -42,11 +119,7 @@ def published_stream(prefix: str, count: int) -> Iterator[tuple[str, list[str], 
         broker = LocalKafka(Path(tempfile.mkdtemp()) / "kafka").start()
         bootstrap = broker.bootstrap_servers
     try:
-        suffix = uuid.uuid4().hex[:8]
-        topics = [f"{prefix}-{name}-{suffix}" for name in TOPICS]
-        os.environ["KAFKA_BOOTSTRAP_SERVERS"] = bootstrap
-        settings = Settings(topic_leads=topics[0], topic_deals=topics[1], topic_tickets=topics[2])
-        ensure_topics(settings, topics)
+        topics, settings = _fresh_topics(bootstrap, prefix)
         events = simulated(count)
         with EventPublisher(settings) as publisher:
             for document in events:

@@ -30,6 +30,12 @@ def report(
             f"| {label} | {total} | {row['seconds']:.2f} | {rate:,.0f} | {row['cpu']:.1f} | {row['rss']:.0f} "
             f"| {rate / framework_rate:.2f} | {rate / floor_rate:.3f} |"
         )
+    for label in rows:
+        if label.startswith("poison: ") and label.endswith(", clean"):
+            for other, row in rows.items():
+                if other.startswith(label.removesuffix("clean")) and other != label:
+                    ratio = rows[label]["seconds"] / row["seconds"]
+                    lines.append(f"\n{other.removeprefix('poison: ')}: events/s {ratio:.3f} of the clean stream's")
     if latencies:
         lines += [
             "",

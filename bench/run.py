@@ -3,10 +3,13 @@
 product's end-to-end latency at fixed offered loads (README, Performance).
 
     .venv/bin/python -m bench.run --events 50000 --repeat 3 [--postgres postgresql+psycopg://...]
+    .venv/bin/python -m bench.run --events 40000 --sections poison --poison-per-thousand 1 --poison-kind write
 
 Prints tables and writes bench/results/latest.json. Each measurement runs in its own process; its
 time runs from the first to the last event handled (start-up excluded), CPU seconds and peak RSS are
-the process's own (/proc). The median of the repeats is reported.
+the process's own (/proc). The median of the repeats is reported. With ``--poison-per-thousand``, the
+same stream with poison messages in it (``bench.load.poisoned``) is published too, and section poison
+runs the product on the clean and the poisoned stream in turn, and prints the ratio.
 """
 
 from __future__ import annotations
@@ -16,11 +19,11 @@ import os
 from pathlib import Path
 
 from bench.latency import latency_rows
-from bench.load import published_stream
+from bench.load import POISON_KINDS, publish_poisoned, published_stream
 from bench.report import report
 from bench.throughput import throughput_rows
 
-SECTIONS = ("throughput", "scaling", "growth", "latency")
+SECTIONS = ("throughput", "scaling", "growth", "latency", "poison")
 
 
 def main() -> None:
@@ -53,10 +56,28 @@ def main() -> None:
         type=Path,
         help="write each latency run's events' latencies (ms, in the order sent) to this JSON file",
     )
+    parser.add_argument(
+        "--poison-per-thousand",
+        type=int,
+        default=0,
+        help="section poison: the product on a clean and a poisoned stream in turn (default 0: no section poison)",
+    )
+    parser.add_argument(
+        "--poison-kind",
+        choices=POISON_KINDS,
+        default="contract",
+        help="contract: refused at decoding; write: makes the write fail, bisected (bench/poison_pipeline)",
+    )
     options = parser.parse_args()
     sections = set(options.sections.split(","))
+    if not 0 <= options.poison_per_thousand <= 1000:
+        parser.error("--poison-per-thousand is between 0 and 1000")
+    poison = (options.poison_per_thousand, options.poison_kind) if options.poison_per_thousand else None
 
     with published_stream("bench", options.events) as (bootstrap, topics, total):
+        poisoned_topics = None
+        if poison is not None and "poison" in sections:
+            poisoned_topics = publish_poisoned(bootstrap, "bench-poison", options.events, *poison)
         rows = throughput_rows(
             bootstrap,
             topics,
@@ -65,6 +86,8 @@ def main() -> None:
             repeat=options.repeat,
             postgres=options.postgres,
             growth=[int(n) for n in options.growth.split(",")],
+            poison=poison,
+            poisoned_topics=poisoned_topics,
         )
         latencies: list[dict[str, float]] = []
         if "latency" in sections:

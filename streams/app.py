@@ -109,6 +109,7 @@ def build(settings: Settings | None = None, *, registry: CollectorRegistry | Non
         publish_dead_letters=kafka_publisher(app, settings.topic_dlq),
         publish_transitions=kafka_publisher(app, settings.topic_lifecycle),
         retry_max_seconds=settings.db_retry_max_seconds,
+        dead_letter_max_bytes=settings.dead_letter_max_bytes,
     )
     ingest = register_ingest(app, source, handler, batch_max=settings.batch_max, batch_within=settings.batch_within)
     lifecycle = Lifecycle(settings, app, engine, registry, read_model, metrics, handler, ingest)

@@ -70,6 +70,13 @@ class Settings(BaseSettings):
     )
     at_risk_csat_threshold: float = Field(3.0, description="Mean of the last 3 CSAT scores below it: at_risk.")
     max_message_bytes: int = Field(65536, ge=1024, description="Larger messages are dead-lettered.")
+    dead_letter_max_bytes: int = Field(
+        1_000_000,
+        ge=4096,
+        description="Largest dead-letter record (key, value, headers, framing): a larger one has its value cut, "
+        "with its original size and SHA-256 in headers. Must not exceed the dead-letter topic's "
+        "`max.message.bytes` (the worker creates the topic with this plus headroom).",
+    )
     state_cache_customers: int = Field(
         20_000,
         ge=0,

@@ -187,7 +187,13 @@ def cmd_dlq(args: argparse.Namespace) -> int:
             return 2
         with EventPublisher(settings) as publisher:
             count = replay(letters, publisher.send_raw)
-        print(f"replayed {count} messages to their source topics")
+        print(f"replayed {count.sent} messages to their source topics")
+        if count.skipped:
+            print(
+                f"skipped {count.skipped} truncated dead letters: their value was cut to fit the dead-letter "
+                "topic (original_size, original_sha256 in `lifecycle dlq`); replay them from the source",
+                file=sys.stderr,
+            )
         return 0
     for letter in letters:
         print(json.dumps(letter.as_dict()))

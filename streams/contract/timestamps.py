@@ -6,11 +6,17 @@ from datetime import UTC, datetime
 
 
 def parse_timestamp(text: str) -> datetime:
-    """RFC 3339 with zone -> naive UTC. The schema's pattern already demands the zone."""
-    moment = datetime.fromisoformat(text)
+    """RFC 3339 with zone -> naive UTC, to the microsecond (later digits are dropped, so two times that
+    differ below it are equal, and ``event_id`` orders them). The schema's pattern demands the zone;
+    RFC 3339 allows a lower-case ``t`` and ``z``, which ``fromisoformat`` does not. A time whose UTC
+    falls outside years 1-9999 cannot be held and raises ValueError, as an impossible date does."""
+    moment = datetime.fromisoformat(text.upper())
     if moment.tzinfo is None:
         raise ValueError("timestamp has no zone")
-    return moment.astimezone(UTC).replace(tzinfo=None)
+    try:
+        return moment.astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:
+        raise ValueError("its UTC time is outside years 1-9999") from None
 
 
 def format_timestamp(moment: datetime) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pycountry
+
 import schemas
 
 
@@ -20,3 +22,34 @@ EVENT_TOPICS: dict[str, str] = schemas.event_types()  # event type -> the contra
 LEAD_CHANNELS = _enum("lead.created", "channel")
 TICKET_CHANNELS = _enum("ticket.opened", "channel")
 PRIORITIES = _enum("ticket.opened", "priority")
+
+# ISO 4217 alphabetic codes, from pycountry's maintained copy of the standard: a ``currency`` label's values
+CURRENCIES: frozenset[str] = frozenset(currency.alpha_3 for currency in pycountry.currencies)
+
+
+def _free_text(event_type: str) -> tuple[str, ...]:
+    """The string properties of a type (its own over the envelope's) that no pattern, enum or const confines."""
+    documents = schemas.load_schemas()
+    properties = {**documents[schemas.ENVELOPE]["properties"], **documents[event_type]["properties"]}
+    return tuple(
+        name
+        for name, spec in properties.items()
+        if spec.get("type") == "string" and not {"pattern", "enum", "const"} & spec.keys()
+    )
+
+
+# event type -> the fields of free text the pipeline stores or labels: where a NUL character is refused
+FREE_TEXT_FIELDS: dict[str, tuple[str, ...]] = {event_type: _free_text(event_type) for event_type in EVENT_TOPICS}
+MONEY_TYPES = frozenset(
+    event_type for event_type in EVENT_TOPICS if "currency" in schemas.load_schemas()[event_type]["properties"]
+)
+
+
+def _required(event_type: str, name: str) -> bool:
+    return name in schemas.load_schemas()[event_type].get("required", ())
+
+
+# event type -> whether it names a deal (``deal_id``) and a ticket (``ticket_id``): its schema requires them
+ITEM_KEYS: dict[str, tuple[bool, bool]] = {
+    event_type: (_required(event_type, "deal_id"), _required(event_type, "ticket_id")) for event_type in EVENT_TOPICS
+}

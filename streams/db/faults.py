@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from sqlalchemy import exc as sa
 
+from streams.domain.errors import InfrastructureFault
+
 # SQLSTATE classes and codes that a later try can succeed on
 _TRANSIENT_CLASSES = ("08", "40", "53", "57", "58")  # connection, rollback, resources, operator, system
 _TRANSIENT_CODES = frozenset({"55P03", "55006", "25P03", "HV000"})  # lock not available, object in use, idle
@@ -32,12 +34,14 @@ def _sqlstate(error: BaseException) -> str | None:
 
 def is_infrastructure_fault(error: BaseException) -> bool:
     """True when the database, not the batch, is at fault: the same batch is to be tried again."""
+    if isinstance(error, InfrastructureFault | MemoryError):
+        return True
     if isinstance(error, sa.DBAPIError) and error.connection_invalidated:
         return True
     if isinstance(error, sa.TimeoutError | sa.DisconnectionError):  # pool exhausted; connection lost
         return True
     if not isinstance(error, sa.DBAPIError):
-        return isinstance(error, ConnectionError | TimeoutError)
+        return isinstance(error, OSError)  # the machine's: a socket, a file, the disk
     original = getattr(error, "orig", None)
     sqlite_code = getattr(original, "sqlite_errorcode", None)
     if isinstance(sqlite_code, int):

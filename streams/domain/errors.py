@@ -33,6 +33,7 @@ class ErrorClass(StrEnum):
     WRONG_TOPIC = "wrong_topic"
     KEY_MISMATCH = "key_mismatch"
     CONFLICT = "conflict"
+    REJECTED = "rejected"  # valid by the contract, yet applying or writing it fails: the reason names the error
 
 
 class LifecycleError(Exception):

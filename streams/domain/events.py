@@ -15,3 +15,7 @@ class Event:
     customer_id: str
     occurred_at: datetime  # UTC, naive: every time in the pipeline is UTC
     data: Mapping[str, Any]
+    # the deal or ticket it is about, where the contract puts one: ``deal_id`` on deal.*, ``ticket_id`` on
+    # ticket.* and csat.*; the same names on another type are extra fields, ignored like all others
+    deal_id: str | None = None
+    ticket_id: str | None = None

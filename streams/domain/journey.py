@@ -158,7 +158,8 @@ class Journeys:
 
     # --- entry point ---------------------------------------------------------------------------
     def apply(self, event: Event) -> Applied:
-        """Apply one valid, not-yet-seen event. Raises :class:`ConflictingEvent` before changing anything."""
+        """Apply one valid, not-yet-seen event. Raises :class:`ConflictingEvent` before changing anything;
+        any other error leaves the working set half changed: the caller rolls the batch back."""
         self._check_ownership(event)
         customer = self.customers.get(event.customer_id)
         if customer is None:
@@ -192,12 +193,15 @@ class Journeys:
         return Transition(customer.customer_id, previous, stage, event.occurred_at, event.event_id)
 
     def _check_ownership(self, event: Event) -> None:
-        for key, states in (("deal_id", self.deals), ("ticket_id", self.tickets)):
-            item_id = event.data.get(key)
-            if item_id is not None:
-                owned = states.get(item_id)
-                if owned is not None and owned.customer_id != event.customer_id:
-                    raise ConflictingEvent(f"{key} {item_id!r} belongs to another customer")
+        deal, ticket = event.deal_id, event.ticket_id
+        if deal is not None and (owned := self.deals.get(deal)) is not None and owned.customer_id != event.customer_id:
+            raise ConflictingEvent(f"deal_id {deal!r} belongs to another customer")
+        if (
+            ticket is not None
+            and (held := self.tickets.get(ticket)) is not None
+            and held.customer_id != event.customer_id
+        ):
+            raise ConflictingEvent(f"ticket_id {ticket!r} belongs to another customer")
 
     # --- leads ---------------------------------------------------------------------------------
     def _lead_created(self, event: Event, customer: CustomerState, obs: list[Observation]) -> bool:
@@ -220,7 +224,8 @@ class Journeys:
 
     # --- deals ---------------------------------------------------------------------------------
     def _deal(self, event: Event) -> DealState:
-        deal_id = event.data["deal_id"]
+        deal_id = event.deal_id
+        assert deal_id is not None, event.type  # the contract puts it on every deal.* event
         deal = self.deals.get(deal_id)
         if deal is None:
             deal = self.deals[deal_id] = DealState(deal_id, event.customer_id)
@@ -273,7 +278,8 @@ class Journeys:
 
     # --- tickets -------------------------------------------------------------------------------
     def _ticket(self, event: Event) -> TicketState:
-        ticket_id = event.data["ticket_id"]
+        ticket_id = event.ticket_id
+        assert ticket_id is not None, event.type  # the contract puts it on every ticket.* and csat.* event
         ticket = self.tickets.get(ticket_id)
         if ticket is None:
             ticket = self.tickets[ticket_id] = TicketState(ticket_id, event.customer_id)

@@ -38,6 +38,19 @@ def admin_client(settings: Settings, timeout: float = 60.0) -> KafkaAdminClient:
             time.sleep(0.5)
 
 
+# what the dead-letter topic accepts beyond the worker's own bound (LIFECYCLE_DEAD_LETTER_MAX_BYTES):
+# the bound counts key, value, headers and a framing allowance; the broker counts the whole record batch
+DEAD_LETTER_TOPIC_HEADROOM = 64 * 1024
+
+
+def topic_configs(settings: Settings, name: str) -> dict[str, str]:
+    """Per-topic configuration of the topics the worker creates: the dead-letter topic accepts the
+    largest dead letter the worker writes; the others take the broker's defaults."""
+    if name == settings.topic_dlq:
+        return {"max.message.bytes": str(settings.dead_letter_max_bytes + DEAD_LETTER_TOPIC_HEADROOM)}
+    return {}
+
+
 def all_topics(settings: Settings) -> list[str]:
     return [*settings.source_topics.values(), settings.topic_lifecycle, settings.topic_dlq]
 
@@ -51,7 +64,12 @@ def ensure_topics(settings: Settings, names: Iterable[str] | None = None) -> lis
         missing = [name for name in wanted if name not in existing]
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
-                admin.create_topics([NewTopic(name, settings.topic_partitions, 1) for name in missing])
+                admin.create_topics(
+                    [
+                        NewTopic(name, settings.topic_partitions, 1, topic_configs=topic_configs(settings, name))
+                        for name in missing
+                    ]
+                )
             log.info("created topics %s", missing)
         return missing
     finally:

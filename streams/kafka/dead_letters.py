@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import NamedTuple
 
 from streams.contract.dead_letters import StoredDeadLetter, parse_dead_letter
 from streams.kafka.reading import read_to_end
@@ -15,11 +16,21 @@ def read_dead_letters(settings: Settings) -> Iterator[StoredDeadLetter]:
         yield from (parse_dead_letter(record) for record in batch)
 
 
+class Replayed(NamedTuple):
+    sent: int  # re-published to their source topics
+    skipped: int  # truncated: their value is not the original's, so not sent
+
+
 def replay(
     letters: Sequence[StoredDeadLetter],
     send: Callable[[str, bytes | None, bytes | None, list[tuple[str, bytes]]], None],
-) -> int:
-    """Re-publish to the source topic with the original key, value and headers."""
+) -> Replayed:
+    """Re-publish to the source topic with the original key, value and headers. A truncated dead letter
+    (cut to fit the dead-letter topic) holds only the beginning of its value: it is skipped, never sent
+    as if it were the original."""
+    sent = 0
     for letter in letters:
-        send(letter.source_topic, letter.key, letter.value, letter.original_headers)
-    return len(letters)
+        if not letter.truncated:
+            send(letter.source_topic, letter.key, letter.value, letter.original_headers)
+            sent += 1
+    return Replayed(sent, len(letters) - sent)

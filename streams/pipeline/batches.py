@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, Protocol, TypeVar
 
-from streams.contract.dead_letters import dead_letter_headers
+from streams.contract.dead_letters import dead_letter_headers, fit_dead_letter
 from streams.contract.messages import DeadLetter
 from streams.contract.transitions import transition_message
 from streams.domain.journey import Transition
@@ -56,6 +56,7 @@ class BatchHandler:
         publish_dead_letters: Publish,
         publish_transitions: Publish,
         retry_max_seconds: float = 30.0,
+        dead_letter_max_bytes: int = 1_000_000,
     ) -> None:
         self.runner = runner
         self.metrics = metrics
@@ -63,6 +64,8 @@ class BatchHandler:
         self._to_dead_letter_topic = publish_dead_letters
         self._to_lifecycle_topic = publish_transitions
         self.retry_max_seconds = retry_max_seconds
+        # a dead letter larger than its topic accepts would be refused, and retried, forever: cut to fit
+        self.dead_letter_max_bytes = dead_letter_max_bytes
         self._unmarked: list[str] = []  # transitions on Kafka, not yet recorded as published
 
     async def write(self, events: Sequence[Any]) -> BatchResult:
@@ -122,7 +125,10 @@ class BatchHandler:
     async def _publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         if not letters:
             return
-        await self._to_dead_letter_topic([(d.message.key, d.message.value, dead_letter_headers(d)) for d in letters])
+        limit = self.dead_letter_max_bytes
+        await self._to_dead_letter_topic(
+            [fit_dead_letter(d.message.key, d.message.value, dead_letter_headers(d), limit) for d in letters]
+        )
         for letter in letters:
             log.warning(
                 "dead-lettered %s[%d]@%d: %s: %s",

@@ -1,13 +1,15 @@
 """The application service: one batch of Kafka messages in, one database transaction out.
 
-Blocking (SQLAlchemy), so the worker runs it off its event loop (``streams.pipeline.runner``: a process of its
-own, or a thread). It is also what `lifecycle rebuild` and the tests call directly. A batch either
-commits whole (state, dedup records, outbox transitions) or not at all; the caller retries it, and
-the dedup records make the retry exact.
+Blocking (SQLAlchemy), so the worker runs it off its event loop (``streams.pipeline.runner``: a process
+of its own, or a thread). It is also what `lifecycle rebuild` and the tests call directly. A transaction
+commits whole (state, dedup records, outbox transitions) or not at all. When the database is at fault
+the caller retries the batch, and the dedup records make the retry exact; when a message is, the
+batch is split until that message is found and dead-lettered, and the rest commits.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,12 +20,14 @@ from sqlalchemy.orm import Session
 from streams.contract.decoding import decode_message
 from streams.contract.messages import DeadLetter, RawMessage
 from streams.db.engine import make_engine
+from streams.db.faults import is_infrastructure_fault
 from streams.db.repository import Repository
 from streams.domain.errors import ConflictingEvent, ErrorClass, InvalidEvent
 from streams.domain.events import Event
 from streams.domain.journey import Applied, Observation, Outcome, Transition
 from streams.settings import Settings
 
+log = logging.getLogger(__name__)
 INVALID_TYPE = "invalid"
 
 
@@ -45,6 +49,14 @@ class BatchResult:
     def observe(self, observation: Observation) -> None:
         self.observations.setdefault((observation.name, observation.labels), []).append(observation.value)
 
+    def merge(self, other: BatchResult) -> None:
+        """``other``'s committed part of the same batch, added to this one."""
+        self.dead_letters.extend(other.dead_letters)
+        self.transitions.extend(other.transitions)
+        for series, values in other.observations.items():
+            self.observations.setdefault(series, []).extend(values)
+        self.outcomes.update(other.outcomes)
+
 
 class Pipeline:
     def __init__(
@@ -61,7 +73,11 @@ class Pipeline:
 
     def process(self, messages: Sequence[RawMessage], *, published: Sequence[str] = ()) -> BatchResult:
         """``published``: event ids of transitions now on the ``lifecycle`` topic; recorded in this batch's
-        transaction, so the outbox costs no transaction of its own."""
+        transaction, so the outbox costs no transaction of its own.
+
+        Raises only what :func:`is_infrastructure_fault` calls the infrastructure's: the caller retries the
+        batch, and the dedup records make the retry exact. Whatever a message itself makes fail is
+        dead-lettered (``rejected``, with the exception as the reason) and the rest of the batch commits."""
         result = BatchResult()
         valid: list[tuple[RawMessage, Event]] = []
         batch_ids: set[str] = set()
@@ -76,17 +92,44 @@ class Pipeline:
             except InvalidEvent as exc:
                 self._dead_letter(result, message, exc.error_class, exc.reason)
                 continue
+            except Exception as exc:  # a message the contract's checks let through and decoding trips on
+                self._dead_letter(result, message, ErrorClass.REJECTED, _reason(exc))
+                continue
             if event.event_id in batch_ids:
                 result.outcomes[message.topic, event.type, Outcome.DUPLICATE] += 1
                 continue
             batch_ids.add(event.event_id)
             valid.append((message, event))
         if valid or published:
+            self._commit(valid, published, result)
+        return result
+
+    def _commit(self, valid: list[tuple[RawMessage, Event]], published: Sequence[str], result: BatchResult) -> None:
+        """One transaction for ``valid``; when the data makes it fail, each half in a transaction of its own,
+        down to the messages at fault: k of them in a batch of n cost O(k log n) extra transactions, and a
+        clean batch costs nothing more. A failed transaction leaves nothing behind: it rolled back, and the
+        repository forgot the states it kept (the domain changed them in place)."""
+        attempt = BatchResult()
+        try:
             with self.repository.transaction() as session:
                 self.repository.mark_published(session, published)
                 if valid:
-                    self._apply(session, valid, result)
-        return result
+                    self._apply(session, valid, attempt)
+        except Exception as exc:
+            if is_infrastructure_fault(exc) or not valid:
+                raise
+            if len(valid) > 1:
+                log.warning("a batch of %d failed on its data (%s); splitting it", len(valid), _reason(exc))
+                middle = len(valid) // 2
+                self._commit(valid[:middle], published, result)
+                self._commit(valid[middle:], (), result)
+                return
+            message, event = valid[0]
+            self._dead_letter(result, message, ErrorClass.REJECTED, _reason(exc), event.type)
+            if published:
+                self._commit([], published, result)
+            return
+        result.merge(attempt)
 
     def _apply(self, session: Session, valid: list[tuple[RawMessage, Event]], result: BatchResult) -> None:
         processed_ids: list[str] = []
@@ -96,8 +139,8 @@ class Pipeline:
             session,
             event_ids=[event.event_id for _, event in valid],
             customer_ids={event.customer_id for _, event in valid},
-            deal_ids={event.data["deal_id"] for _, event in valid if "deal_id" in event.data},
-            ticket_ids={event.data["ticket_id"] for _, event in valid if "ticket_id" in event.data},
+            deal_ids={event.deal_id for _, event in valid if event.deal_id is not None},
+            ticket_ids={event.ticket_id for _, event in valid if event.ticket_id is not None},
         )
         for message, event in valid:
             if event.event_id in working.seen_event_ids:
@@ -154,3 +197,8 @@ class PipelineConfig:
             state_cache_customers=self.state_cache_customers,
         )
         return Pipeline(repository, self.source_topics, max_message_bytes=self.max_message_bytes)
+
+
+def _reason(error: BaseException) -> str:
+    """The dead letter's reason for a message that made the pipeline fail: the exception, class first."""
+    return f"{type(error).__name__}: {error}"[:2000]

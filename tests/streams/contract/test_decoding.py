@@ -36,6 +36,23 @@ def test_occurred_at_is_normalised_to_utc() -> None:
     assert parsed.occurred_at.isoformat() == "2026-03-01T10:00:00"
 
 
+@pytest.mark.parametrize(
+    ("text", "utc"),
+    [
+        ("2026-03-01t10:00:00z", "2026-03-01T10:00:00"),  # RFC 3339 allows lower case
+        ("2026-03-01 10:00:00+01:00", "2026-03-01T09:00:00"),
+        ("2026-03-01T10:00:00.123456789Z", "2026-03-01T10:00:00.123456"),  # kept to the microsecond
+        ("0001-01-01T01:30:00+01:00", "0001-01-01T00:30:00"),
+    ],
+)
+def test_times_the_schema_accepts_are_decoded(text: str, utc: str) -> None:
+    assert validate_document(event("lead.created", at=text)).occurred_at.isoformat() == utc
+
+
+def test_schema_version_one_as_a_float_is_version_one() -> None:
+    assert validate_document({**event("lead.created"), "schema_version": 1.0}).type == "lead.created"
+
+
 def test_unknown_extra_fields_are_accepted() -> None:
     assert validate_document(event("lead.created", campaign="spring", nested={"a": 1})).event_id
 
@@ -66,6 +83,29 @@ def test_unknown_extra_fields_are_accepted() -> None:
         (event("lead.created", at="2026-02-30T10:00:00Z"), "invalid_field", "occurred_at"),
         (event("lead.created", event_id="x" * 129), "invalid_field", "event_id"),
         ({**event("lead.created"), "customer_id": None}, "invalid_field", "customer_id"),
+        # times the schema's pattern lets through but UTC cannot hold
+        (event("lead.created", at="0001-01-01T00:30:00+01:00"), "invalid_field", "outside years 1-9999"),
+        (event("lead.created", at="9999-12-31T23:59:59-01:00"), "invalid_field", "outside years 1-9999"),
+        # a leap second and an offset of 99 hours: refused by the schema itself, not later
+        (event("lead.created", at="2026-06-30T23:59:60Z"), "invalid_field", "must match pattern"),
+        (event("lead.created", at="2026-06-30T10:00:00+99:00"), "invalid_field", "must match pattern"),
+        # JSON Schema's integer holds 2.0: it is version 2
+        ({**event("lead.created"), "schema_version": 2.0}, "unsupported_schema_version", "newer"),
+        # NUL in any free-text field the pipeline stores or labels
+        *(
+            (event(event_type, **{field: "a\x00b"}), "invalid_field", f"data.{field} must not contain a NUL")
+            for event_type, field in (
+                ("lead.created", "customer_id"),
+                ("lead.created", "event_id"),
+                ("lead.created", "owner"),
+                ("deal.won", "deal_id"),
+                ("deal.won", "owner"),
+                ("ticket.opened", "ticket_id"),
+                ("csat.submitted", "ticket_id"),
+            )
+        ),
+        (event("deal.won", currency="ABC"), "invalid_field", "ISO 4217"),
+        (event("deal.opened", currency="QQQ"), "invalid_field", "ISO 4217"),
     ],
 )
 def test_invalid_documents_say_why(document: Any, error_class: str, words: str) -> None:

@@ -72,3 +72,4 @@ def test_a_locked_sqlite_database_is_the_infrastructure_s(tmp_path: object) -> N
 def test_a_python_error_while_writing_is_the_data_s() -> None:
     assert not is_infrastructure_fault(TypeError("unhashable type: 'dict'"))
     assert is_infrastructure_fault(ConnectionResetError())
+    assert is_infrastructure_fault(OSError(5, "Input/output error"))
