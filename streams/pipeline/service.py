@@ -93,7 +93,7 @@ class Pipeline:
                 self._dead_letter(result, message, exc.error_class, exc.reason)
                 continue
             except Exception as exc:  # a message the contract's checks let through and decoding trips on
-                self._dead_letter(result, message, ErrorClass.REJECTED, _reason(exc))
+                self._dead_letter(result, message, ErrorClass.REJECTED, rejection_reason(exc))
                 continue
             if event.event_id in batch_ids:
                 result.outcomes[message.topic, event.type, Outcome.DUPLICATE] += 1
@@ -119,13 +119,13 @@ class Pipeline:
             if is_infrastructure_fault(exc) or not valid:
                 raise
             if len(valid) > 1:
-                log.warning("a batch of %d failed on its data (%s); splitting it", len(valid), _reason(exc))
+                log.warning("a batch of %d failed on its data (%s); splitting it", len(valid), rejection_reason(exc))
                 middle = len(valid) // 2
                 self._commit(valid[:middle], published, result)
                 self._commit(valid[middle:], (), result)
                 return
             message, event = valid[0]
-            self._dead_letter(result, message, ErrorClass.REJECTED, _reason(exc), event.type)
+            self._dead_letter(result, message, ErrorClass.REJECTED, rejection_reason(exc), event.type)
             if published:
                 self._commit([], published, result)
             return
@@ -199,6 +199,9 @@ class PipelineConfig:
         return Pipeline(repository, self.source_topics, max_message_bytes=self.max_message_bytes)
 
 
-def _reason(error: BaseException) -> str:
-    """The dead letter's reason for a message that made the pipeline fail: the exception, class first."""
-    return f"{type(error).__name__}: {error}"[:2000]
+def rejection_reason(error: BaseException) -> str:
+    """The dead letter's reason for a message that made the pipeline fail: the exception, class first. A
+    driver's error is named by itself: SQLAlchemy's wrapper would add the statement and every row's values
+    of the batch."""
+    cause = getattr(error, "orig", None) or error
+    return f"{type(cause).__name__}: {cause}"[:2000]

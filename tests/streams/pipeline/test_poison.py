@@ -10,14 +10,14 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 
 from streams.db.repository import Repository
 from streams.domain.errors import ErrorClass
 from streams.domain.events import Event
 from streams.domain.journey import Applied, Journeys, Outcome
 from streams.kafka.broker import free_port
-from streams.pipeline.service import Pipeline
+from streams.pipeline.service import Pipeline, rejection_reason
 from tests.support import TOPICS, event, messages_for, migrated, table_snapshot
 
 
@@ -171,3 +171,10 @@ def test_an_unreachable_database_is_raised_for_the_caller_to_wait_out() -> None:
     engine = create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x?connect_timeout=2")
     with pytest.raises(OperationalError):
         Pipeline(Repository(engine), TOPICS).process(messages_for([event("lead.created", "c-1")]))
+
+
+def test_a_driver_error_is_named_without_the_batch_statement() -> None:
+    """SQLAlchemy's wrapper would put the statement and every row's values of the batch in the reason."""
+    wrapped = DataError("INSERT INTO customers VALUES (?, ?)", [("c-1", "secret-ish")] * 500, ValueError("refused"))
+    assert rejection_reason(wrapped) == "ValueError: refused"
+    assert rejection_reason(TypeError("unhashable type: 'dict'")) == "TypeError: unhashable type: 'dict'"
