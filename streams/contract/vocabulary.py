@@ -53,3 +53,11 @@ def _required(event_type: str, name: str) -> bool:
 ITEM_KEYS: dict[str, tuple[bool, bool]] = {
     event_type: (_required(event_type, "deal_id"), _required(event_type, "ticket_id")) for event_type in EVENT_TOPICS
 }
+
+_CUSTOMER_ID = schemas.load_schemas()[schemas.ENVELOPE]["properties"]["customer_id"]
+
+
+def could_be_customer_id(text: str) -> bool:
+    """Whether the contract accepts ``text`` as a customer_id: a look-up by any other needs no database,
+    and PostgreSQL refuses a NUL character outright."""
+    return _CUSTOMER_ID["minLength"] <= len(text) <= _CUSTOMER_ID["maxLength"] and "\x00" not in text

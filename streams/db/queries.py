@@ -8,6 +8,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from streams.contract.timestamps import format_timestamp
+from streams.contract.vocabulary import could_be_customer_id
 from streams.db.models import Customer, Deal, StageTransition, Ticket
 
 
@@ -17,6 +18,8 @@ def _time(value: Any) -> str | None:
 
 def customer_journey(engine: Engine, customer_id: str) -> dict[str, Any] | None:
     """A customer's current stage and its journey (transitions in order), or None if unknown."""
+    if not could_be_customer_id(customer_id):
+        return None
     with Session(engine) as session:
         customer = session.get(Customer, customer_id)
         if customer is None:
