@@ -137,15 +137,23 @@ def measure(
         run.transactions["rolled back"] += 1
 
     tune_collector()  # as the pipeline process runs
+    settled: list[str] = []  # as the worker names its batches and settles the previous one's kept parts
+
+    def process(chunk: list[PlainMessage]) -> Any:
+        batch_id = f"bench-{len(settled)}"
+        result = _process(pipeline, chunk, [], batch_id, settled[-1:])
+        settled.append(batch_id)
+        return result
+
     for start in range(0, WARM_UP, batch):
-        _process(pipeline, messages[start : min(start + batch, WARM_UP)], [])
+        process(messages[start : min(start + batch, WARM_UP)])
     run.statements.clear()
     run.written.clear()
     run.transactions.clear()
     results = []
     began, began_wall = time.process_time(), time.perf_counter()
     for start in range(WARM_UP, WARM_UP + events, batch):
-        results.append(_process(pipeline, messages[start : min(start + batch, WARM_UP + events)], []))
+        results.append(process(messages[start : min(start + batch, WARM_UP + events)]))
     run.cpu, run.wall = time.process_time() - began, time.perf_counter() - began_wall
     for result in results:
         run.dead_letters.update(letter.error_class.value for letter in result.dead_letters)

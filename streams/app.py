@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import faust
@@ -22,7 +24,8 @@ from streams.contract.messages import RawMessage
 from streams.contract.vocabulary import EVENT_TOPICS
 from streams.db.engine import make_engine, redacted
 from streams.db.migrations import reset, upgrade
-from streams.db.queries import customer_journey
+from streams.db.queries import ENTRIES, customer_entries, customer_journey
+from streams.domain.errors import InvalidRequest
 from streams.kafka.admin import ensure_topics
 from streams.kafka.producer import kafka_publisher
 from streams.kafka.reading import read_to_end
@@ -39,6 +42,7 @@ from streams.pipeline.service import PipelineConfig
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
+PRUNE_INTERVAL_SECONDS = 10.0
 
 
 @dataclass
@@ -92,7 +96,7 @@ def build(settings: Settings | None = None, *, registry: CollectorRegistry | Non
     )
     metrics = LifecycleMetrics(registry, max_owner_labels=settings.max_owner_labels)
     metrics.create_known_children(settings.source_topics.values(), EVENT_TOPICS)
-    quotas = Quotas.load(settings.quota_file) if settings.quota_file else None
+    quotas = Quotas.load(settings.quota_file, settings.quota_timezone) if settings.quota_file else None
     if quotas is not None:
         metrics.create_owner_children(quotas.by_owner, quotas.currency)
     read_model = ReadModelCollector(engine, quotas, metrics.owner)
@@ -120,6 +124,12 @@ def build(settings: Settings | None = None, *, registry: CollectorRegistry | Non
         count = await handler.publish_outbox()
         if count:
             log.info("published %d stage transitions left over from before a restart", count)
+
+    @app.timer(PRUNE_INTERVAL_SECONDS)  # type: ignore[untyped-decorator]
+    async def _prune() -> None:
+        count = await handler.prune()
+        if count:
+            log.debug("pruned %d expired dedup records", count)
 
     return lifecycle
 
@@ -157,12 +167,28 @@ def _register_web(lifecycle: Lifecycle) -> None:
         body = await scrape(registry, read_model, request.query.getall("name[]", []))
         return self.bytes(body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def answer(view: Any, customer_id: str, question: Callable[[], dict[str, Any] | None]) -> Any:
+        """The read model's answer as JSON: a page asked for badly is a 400, an unknown customer a 404."""
+        try:
+            body = await asyncio.to_thread(question)
+        except InvalidRequest as exc:
+            return view.json({"error": str(exc)}, status=400)
+        if body is None:
+            return view.json({"error": f"unknown customer {customer_id!r}"}, status=404)
+        return view.json(body)
+
     @app.page("/customers/{customer_id}")
     async def customer_page(self: Any, request: Any, customer_id: str) -> Any:
-        journey = await asyncio.to_thread(customer_journey, engine, customer_id)
-        if journey is None:
-            return self.json({"error": f"unknown customer {customer_id!r}"}, status=404)
-        return self.json(journey)
+        return await answer(self, customer_id, partial(customer_journey, engine, customer_id, request.query))
+
+    def entries_page(name: str) -> Callable[..., Any]:
+        async def page(self: Any, request: Any, customer_id: str) -> Any:
+            return await answer(self, customer_id, partial(customer_entries, engine, customer_id, name, request.query))
+
+        return page
+
+    for name in ENTRIES:
+        app.page(f"/customers/{{customer_id}}/{name}", name=f"customer_{name}")(entries_page(name))
 
     @app.page("/healthz")
     async def health_page(self: Any, request: Any) -> Any:

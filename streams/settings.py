@@ -11,8 +11,9 @@ import os
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
@@ -80,7 +81,7 @@ class Settings(BaseSettings):
     state_cache_customers: int = Field(
         20_000,
         ge=0,
-        description="Customers (with their deals, and as many tickets) whose committed state the pipeline "
+        description="Customers (and as many deals and tickets) whose committed state the pipeline "
         "keeps between batches; forgotten at a rebalance. 0: every batch reads all it touches from the database.",
     )
     pipeline_process: bool = Field(
@@ -92,14 +93,33 @@ class Settings(BaseSettings):
         None, description="SQLAlchemy URL. Unset: the SQLite file lifecycle.db in the data dir."
     )
     db_retry_max_seconds: float = Field(30.0, gt=0, description="Cap of the back-off while the database is down.")
+    dedup_retention_days: float = Field(
+        30.0,
+        ge=0,
+        description="Days an event's dedup record is kept past the later of its `occurred_at` and its processing, "
+        "then pruned in the background; a redelivery after that is applied again. 0: kept forever.",
+    )
 
     # --- Metrics and HTTP ----------------------------------------------------------------------
     web_host: str = Field("127.0.0.1", description="Bind address of /metrics and the customer API.")
     web_port: int = Field(6066, ge=0, le=65535, description="Port of /metrics and the customer API.")
     max_owner_labels: int = Field(100, ge=1, description="Distinct `owner` label values before 'other'.")
     quota_file: Path | None = Field(None, description="JSON file with sales quotas per owner and period.")
+    quota_timezone: str = Field(
+        "UTC", description="IANA time zone (e.g. `Europe/Paris`) whose midnights start and end the quota periods."
+    )
 
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="The worker's log level.")
+
+    @field_validator("quota_timezone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        """An unknown zone stops the start-up here, not at the first scrape."""
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a directory, e.g. "America"
+            raise ValueError(f"unknown IANA time zone {value!r} (e.g. UTC, Europe/Paris)") from exc
+        return value
 
     @cached_property
     def bootstrap_servers(self) -> str:

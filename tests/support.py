@@ -4,7 +4,8 @@ worker process and reading its /metrics are streams.cli.processes and streams.me
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -18,6 +19,7 @@ from streams.contract.vocabulary import EVENT_TOPICS
 from streams.db.engine import make_engine
 from streams.db.migrations import upgrade
 from streams.db.models import Customer, Deal, Ticket
+from streams.domain.journey import RETRACTED
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]  # the repository
@@ -92,6 +94,21 @@ class Recorder:
 
     async def __call__(self, records: Sequence[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]]) -> None:
         self.sent.extend({"key": key, "value": value, "headers": dict(headers)} for key, value, headers in records)
+
+
+def net_observations(
+    observations: Iterable[tuple[str, tuple[str, ...], float]],
+) -> Counter[tuple[str, tuple[str, ...], float]]:
+    """Observations minus their retractions (``name_retracted``, the value taken back), as the recording
+    rules subtract a metric's ``*_retracted`` twin: what the order-freedom promise is about. Negative
+    counts are kept: a retraction of something never observed is a bug to see."""
+    net: Counter[tuple[str, tuple[str, ...], float]] = Counter()
+    for name, labels, value in observations:
+        if name.endswith(RETRACTED):
+            net[name.removesuffix(RETRACTED), labels, value] -= 1
+        else:
+            net[name, labels, value] += 1
+    return Counter({key: count for key, count in net.items() if count})
 
 
 # --- the pipeline without Kafka ---------------------------------------------------------------

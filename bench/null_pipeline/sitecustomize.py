@@ -15,7 +15,7 @@ from typing import Any
 from streams.pipeline import service as pipeline
 
 
-def _nothing(self: Any, messages: Sequence[Any], *, published: Sequence[str] = ()) -> pipeline.BatchResult:
+def _nothing(self: Any, messages: Sequence[Any], *, published: Sequence[str] = (), **_: Any) -> pipeline.BatchResult:
     return pipeline.BatchResult()
 
 

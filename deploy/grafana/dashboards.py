@@ -41,6 +41,12 @@ def rate(metric: str, by: str = "", selector: str = "") -> str:
     return f"{grouping}(rate({metric}{selector}[$__rate_interval]))"
 
 
+def net_rate(metric: str, retracted: str, by: str = "") -> str:
+    """A figure that later-arriving events change: the metric minus its ``*_retracted`` twin (the values
+    taken back; docs/metrics.md), like the recording rules."""
+    return f"{rate(metric, by)} - {rate(retracted, by)}"
+
+
 SALES = [
     Panel("Leads by channel", "New leads per second, by acquisition channel.", "cps",
           (Query(rate("lifecycle_leads_total", "channel"), "{{channel}}"),)),
@@ -52,7 +58,7 @@ SALES = [
           (Query(":lifecycle_lead_conversion:ratio_rate1h", "1h"), Query(":lifecycle_lead_conversion:ratio_rate7d", "7d"))),
     Panel("Conversions", "Customers moved from acquisition into service, per second.", "cps",
           (Query(rate("lifecycle_conversions_total"), "conversions"),)),
-    Panel("Win rate", "Won / (won + lost) deals; open deals are not in the denominator.", "percentunit",
+    Panel("Win rate", "Won / (won + lost) deals; open deals are not in the denominator, a loss the deal's win overrode counts as won.", "percentunit",
           (Query(":lifecycle_deal_win:ratio_rate1h", "1h"), Query(":lifecycle_deal_win:ratio_rate7d", "7d"))),
     Panel("Revenue won (last hour)", "Sum of won deal amounts over the last hour, per currency.", "short",
           (Query("currency:lifecycle_revenue_won:increase1h", "{{currency}}"),)),
@@ -86,8 +92,8 @@ SERVICE = [
           (Query("channel:lifecycle_csat_satisfied:ratio_rate1h", "{{channel}}"),), threshold=CSAT_ALERT_THRESHOLD),
     Panel("Average CSAT score", "Mean CSAT score (1-5) over the last hour.", "none",
           (Query(":lifecycle_csat_score:avg_rate1h", "mean"),)),
-    Panel("CSAT responses", "CSAT responses per second, by score.", "cps",
-          (Query(rate("lifecycle_csat_responses_total", "score"), "{{score}}"),)),
+    Panel("CSAT responses", "CSAT responses per second, by score, net of ratings replaced by a newer one (a ticket counts its latest).", "cps",
+          (Query(net_rate("lifecycle_csat_responses_total", "lifecycle_csat_responses_retracted_total", "score"), "{{score}}"),)),
 ]  # fmt: skip
 
 LIFECYCLE = [

@@ -16,6 +16,11 @@ def _percent(value: float | None) -> str:
     return "   n/a" if value is None else f"{100 * value:5.1f}%"
 
 
+def _amounts(by_currency: dict[str, float]) -> str:
+    """Each currency's sum on its own: adding EUR to USD means nothing."""
+    return " · ".join(f"{currency} {amount:,.2f}" for currency, amount in sorted(by_currency.items())) or "none"
+
+
 def render(settings: Settings) -> str:
     engine = make_engine(settings.sqlalchemy_url)
     try:
@@ -28,16 +33,16 @@ def render(settings: Settings) -> str:
     for stage in Stage:
         count = stages.get(stage.value, 0)
         lines.append(f"  {stage.value:<13}{count:>9}  {'#' * int(40 * count / total)}")
-    won, lost = int(summary["won_deals"] or 0), int(summary["lost_deals"] or 0)
+    won, lost = summary["won_deals"], summary["lost_deals"]
     lines += [
         "",
         "Sales",
         f"  deals won {won}, lost {lost}, win rate {_percent(won / (won + lost) if won + lost else None)}",
-        f"  revenue won {summary['won_revenue']:,.2f} (all currencies)",
+        f"  revenue won  {_amounts(summary['won_revenue'])}",
         "",
         "Service",
-        f"  CSAT (share of 4-5) {_percent(summary['csat_share'])} over {summary['csat_responses']} responses",  # type: ignore[arg-type]
-        f"  first-contact resolution {_percent(summary['fcr_rate'])}",  # type: ignore[arg-type]
+        f"  CSAT (share of 4-5) {_percent(summary['csat_share'])} over {summary['csat_responses']} responses",
+        f"  first-contact resolution {_percent(summary['fcr_rate'])}",
         f"  open tickets {summary['open_tickets']}",
     ]
     return "\n".join(lines)

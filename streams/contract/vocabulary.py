@@ -54,6 +54,16 @@ ITEM_KEYS: dict[str, tuple[bool, bool]] = {
     event_type: (_required(event_type, "deal_id"), _required(event_type, "ticket_id")) for event_type in EVENT_TOPICS
 }
 
+
+def _fields(event_type: str) -> tuple[str, ...]:
+    documents = schemas.load_schemas()
+    return tuple(sorted({*documents[schemas.ENVELOPE]["properties"], *documents[event_type]["properties"]}))
+
+
+# event type -> every field its schema names (the envelope's too), sorted: the content that the pipeline
+# reads; any other field is ignored
+CONTRACT_FIELDS: dict[str, tuple[str, ...]] = {event_type: _fields(event_type) for event_type in EVENT_TOPICS}
+
 _CUSTOMER_ID = schemas.load_schemas()[schemas.ENVELOPE]["properties"]["customer_id"]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, Numeric, String
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, Index, Integer, LargeBinary, Numeric, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -25,6 +25,9 @@ class Customer(Base):
     qualification_at: Mapped[datetime | None] = mapped_column(DateTime)
     qualification_event_id: Mapped[str | None] = mapped_column(String(128))
     recent_csat: Mapped[list[list[object]]] = mapped_column(JSON, default=list)
+    won_deals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    open_deals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    lost_deals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Deal(Base):
@@ -42,6 +45,7 @@ class Deal(Base):
     won_at: Mapped[datetime | None] = mapped_column(DateTime)
     lost_at: Mapped[datetime | None] = mapped_column(DateTime)
     closed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    pipeline_stage_event_id: Mapped[str | None] = mapped_column(String(128))
 
 
 class Ticket(Base):
@@ -61,6 +65,13 @@ class Ticket(Base):
     contacts: Mapped[int | None] = mapped_column(Integer)
     csat_score: Mapped[int | None] = mapped_column(Integer)
     csat_at: Mapped[datetime | None] = mapped_column(DateTime)
+    resolved_event_id: Mapped[str | None] = mapped_column(String(128))
+    resolutions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    first_contact_resolutions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    csat_event_id: Mapped[str | None] = mapped_column(String(128))
+    # resolutions and reopenings that came before ticket.opened, for the metrics (streams.domain.journey)
+    early_resolutions: Mapped[list[list[object]] | None] = mapped_column(JSON)
+    early_reopens: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class StageTransition(Base):
@@ -78,8 +89,26 @@ class StageTransition(Base):
 
 
 class ProcessedEvent(Base):
-    """The idempotency record: an event id here has had its effect, exactly once."""
+    """The idempotency record: an event id here has had its effect, exactly once. ``digest``: of the
+    event's content, so that an id reused for other content is told from a redelivery (NULL: recorded
+    before digests were); ``kept_until``: when the record may be pruned (NULL: never)."""
 
     __tablename__ = "processed_events"
+    __table_args__ = (Index("ix_processed_events_kept_until", "kept_until"),)
 
     event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    digest: Mapped[int | None] = mapped_column(BigInteger)
+    kept_until: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class BatchPart(Base):
+    """What a committed part of a batch told the worker (its figures, transitions), kept until the worker
+    has it: if the reply is lost (the pipeline process dies after the commit), the retried batch gets it
+    from here, where its events are now duplicates."""
+
+    __tablename__ = "batch_parts"
+
+    batch_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    part: Mapped[int] = mapped_column(Integer, primary_key=True)
+    committed_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    result: Mapped[bytes] = mapped_column(LargeBinary)

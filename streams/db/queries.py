@@ -2,56 +2,173 @@
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any, TypedDict
+from urllib.parse import quote, urlencode
 
-from sqlalchemy import Engine, func, select
-from sqlalchemy.orm import Session
+import orjson
+from sqlalchemy import BigInteger, ColumnElement, Engine, and_, func, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from streams.contract.timestamps import format_timestamp
 from streams.contract.vocabulary import could_be_customer_id
 from streams.db.models import Customer, Deal, StageTransition, Ticket
+from streams.domain.errors import InvalidRequest
+from streams.domain.figures import first_contact_resolution_rate, ratio
 
 
 def _time(value: Any) -> str | None:
     return format_timestamp(value) if value is not None else None
 
 
-def customer_journey(engine: Engine, customer_id: str) -> dict[str, Any] | None:
-    """A customer's current stage and its journey (transitions in order), or None if unknown."""
+DEFAULT_LIMIT = 100  # entries of each list a page answers unless the client asks for another number
+MAX_LIMIT = 1000
+EMPTY_QUERY: Mapping[str, str] = MappingProxyType({})  # a client's query string that asks for nothing
+_NOT_A_CURSOR = "after must be the cursor of a next link of this list"
+
+
+@dataclass(frozen=True)
+class Entries:
+    """One of a customer's lists, paged by keyset: ``key`` (unique columns) orders it, ``show`` is an entry."""
+
+    model: Any
+    key: tuple[InstrumentedAttribute[Any], ...]
+    show: Callable[[Any], dict[str, Any]]
+
+
+# list name -> the list (the name is its path under /customers/{id} and its field in the answers)
+ENTRIES: dict[str, Entries] = {
+    "journey": Entries(
+        StageTransition,
+        (StageTransition.occurred_at, StageTransition.id),
+        lambda t: {"from": t.from_stage, "to": t.to_stage, "occurred_at": _time(t.occurred_at), "event_id": t.event_id},
+    ),
+    "deals": Entries(
+        Deal,
+        (Deal.deal_id,),
+        lambda d: {
+            "deal_id": d.deal_id,
+            "status": d.status,
+            "amount": d.amount,
+            "currency": d.currency,
+            "owner": d.owner,
+        },
+    ),
+    "tickets": Entries(
+        Ticket,
+        (Ticket.ticket_id,),
+        lambda t: {"ticket_id": t.ticket_id, "status": t.status, "channel": t.channel, "csat_score": t.csat_score},
+    ),
+}
+
+
+def _cursor(values: Sequence[Any]) -> str:
+    payload = orjson.dumps([value.isoformat() if isinstance(value, datetime) else value for value in values])
+    return base64.urlsafe_b64encode(payload).decode().rstrip("=")
+
+
+def _key_value(column: InstrumentedAttribute[Any], value: object) -> object:
+    """``value`` as ``column`` binds it on every dialect (PostgreSQL refuses a NUL and an integer past the
+    column's type, SQLite one past 64 bits)."""
+    python_type = column.type.python_type
+    bound = 2**63 if isinstance(column.type, BigInteger) else 2**31
+    if python_type is datetime and isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = datetime.fromisoformat(value)
+    if type(value) is python_type and (
+        (isinstance(value, datetime) and value.tzinfo is None)
+        or (isinstance(value, int) and -bound <= value < bound)
+        or (isinstance(value, str) and "\x00" not in value)
+    ):
+        return value
+    raise InvalidRequest(_NOT_A_CURSOR)
+
+
+def _after(entries: Entries, cursor: str) -> ColumnElement[bool]:
+    """Rows past the key that ``cursor`` (from a ``next`` link) carries, in the list's order."""
+    try:
+        values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except ValueError:
+        raise InvalidRequest(_NOT_A_CURSOR) from None
+    if not isinstance(values, list) or len(values) != len(entries.key):
+        raise InvalidRequest(_NOT_A_CURSOR)
+    pairs = [(column, _key_value(column, value)) for column, value in zip(entries.key, values, strict=True)]
+    # (a, b) > (x, y) spelled out column by column, each value bound with its column's type
+    column, value = pairs[-1]
+    past: ColumnElement[bool] = column > value
+    for column, value in reversed(pairs[:-1]):
+        past = or_(column > value, and_(column == value, past))
+    return past
+
+
+def _limit(query: Mapping[str, str]) -> int:
+    text = query.get("limit")
+    if text is None:
+        return DEFAULT_LIMIT
+    if text.isascii() and text.isdigit() and len(text) <= len(str(MAX_LIMIT)) and 1 <= int(text) <= MAX_LIMIT:
+        return int(text)
+    raise InvalidRequest(f"limit must be a whole number from 1 to {MAX_LIMIT}")
+
+
+def _page(
+    session: Session, customer_id: str, name: str, limit: int, after: ColumnElement[bool] | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Up to ``limit`` entries of the list ``name`` and the link to the next page (None: no more)."""
+    entries = ENTRIES[name]
+    statement = select(entries.model).where(entries.model.customer_id == customer_id)
+    if after is not None:
+        statement = statement.where(after)
+    rows = session.scalars(statement.order_by(*entries.key).limit(limit + 1)).all()
+    if len(rows) <= limit:
+        return [entries.show(row) for row in rows], None
+    rows = rows[:limit]
+    cursor = _cursor([getattr(rows[-1], column.key) for column in entries.key])
+    link = f"/customers/{quote(customer_id, safe='')}/{name}?{urlencode({'after': cursor, 'limit': limit})}"
+    return [entries.show(row) for row in rows], link
+
+
+def customer_journey(engine: Engine, customer_id: str, query: Mapping[str, str] = EMPTY_QUERY) -> dict[str, Any] | None:
+    """A customer's current stage and the first page of its journey, deals and tickets (``query``'s
+    ``limit`` entries of each), or None if unknown."""
     if not could_be_customer_id(customer_id):
         return None
+    limit = _limit(query)
     with Session(engine) as session:
         customer = session.get(Customer, customer_id)
         if customer is None:
             return None
-        transitions = session.scalars(
-            select(StageTransition)
-            .where(StageTransition.customer_id == customer_id)
-            .order_by(StageTransition.occurred_at, StageTransition.id)
-        ).all()
-        deals = session.scalars(select(Deal).where(Deal.customer_id == customer_id).order_by(Deal.deal_id)).all()
-        tickets = session.scalars(
-            select(Ticket).where(Ticket.customer_id == customer_id).order_by(Ticket.ticket_id)
-        ).all()
+        pages = {name: _page(session, customer_id, name, limit) for name in ENTRIES}
         return {
             "customer_id": customer.customer_id,
             "stage": customer.stage,
             "first_seen_at": _time(customer.first_seen_at),
             "stage_changed_at": _time(customer.stage_changed_at),
             "converted_at": _time(customer.converted_at),
-            "journey": [
-                {"from": t.from_stage, "to": t.to_stage, "occurred_at": _time(t.occurred_at), "event_id": t.event_id}
-                for t in transitions
-            ],
-            "deals": [
-                {"deal_id": d.deal_id, "status": d.status, "amount": d.amount, "currency": d.currency, "owner": d.owner}
-                for d in deals
-            ],
-            "tickets": [
-                {"ticket_id": t.ticket_id, "status": t.status, "channel": t.channel, "csat_score": t.csat_score}
-                for t in tickets
-            ],
+            **{name: entries for name, (entries, _) in pages.items()},
+            "links": {f"{name}_next": link for name, (_, link) in pages.items()},
         }
+
+
+def customer_entries(
+    engine: Engine, customer_id: str, name: str, query: Mapping[str, str] = EMPTY_QUERY
+) -> dict[str, Any] | None:
+    """A page of the list ``name`` (of :data:`ENTRIES`) of a customer's: ``query``'s ``limit`` entries
+    after its ``after`` (a cursor of a ``next`` link; none: from the start), or None if unknown."""
+    if not could_be_customer_id(customer_id):
+        return None
+    limit = _limit(query)
+    cursor = query.get("after")
+    after = None if cursor is None else _after(ENTRIES[name], cursor)
+    with Session(engine) as session:
+        if session.get(Customer, customer_id) is None:
+            return None
+        entries, link = _page(session, customer_id, name, limit, after)
+        return {"customer_id": customer_id, name: entries, "links": {f"{name}_next": link}}
 
 
 def stage_counts(engine: Engine) -> dict[str, int]:
@@ -60,23 +177,41 @@ def stage_counts(engine: Engine) -> dict[str, int]:
         return {str(stage): int(count) for stage, count in rows if stage is not None}
 
 
-def service_summary(engine: Engine) -> dict[str, float | int | None]:
+class ServiceSummary(TypedDict):
+    """What :func:`service_summary` answers, typed for the live view."""
+
+    won_deals: int
+    lost_deals: int
+    won_revenue: dict[str, float]  # currency -> sum of the won amounts: currencies are never added together
+    csat_responses: int
+    csat_share: float | None
+    fcr_rate: float | None
+    open_tickets: int
+
+
+def service_summary(engine: Engine) -> ServiceSummary:
     """Headline figures over all stored tickets and deals (docs/metrics.md defines each)."""
     with Session(engine) as session:
-        won_revenue = session.scalar(select(func.coalesce(func.sum(Deal.amount), 0)).where(Deal.status == "won"))
+        revenue = select(Deal.currency, func.sum(Deal.amount)).where(Deal.status == "won").group_by(Deal.currency)
+        won_revenue = {currency: float(total or 0) for currency, total in session.execute(revenue) if currency}
         won = session.scalar(select(func.count()).where(Deal.status == "won"))
         lost = session.scalar(select(func.count()).where(Deal.status == "lost"))
         responses = session.scalar(select(func.count()).where(Ticket.csat_score.is_not(None)))
         satisfied = session.scalar(select(func.count()).where(Ticket.csat_score >= 4))
-        resolved = session.scalar(select(func.count()).where(Ticket.resolved_at.is_not(None)))
-        first_contact = session.scalar(select(func.count()).where(Ticket.contacts == 1))
+        # per resolution, as lifecycle_tickets_first_contact_resolved_total / lifecycle_tickets_resolved_total
+        resolutions, first_contact = session.execute(
+            select(
+                func.coalesce(func.sum(Ticket.resolutions), 0),
+                func.coalesce(func.sum(Ticket.first_contact_resolutions), 0),
+            )
+        ).one()
         open_tickets = session.scalar(select(func.count()).where(Ticket.status == "open"))
         return {
             "won_deals": int(won or 0),
             "lost_deals": int(lost or 0),
-            "won_revenue": float(won_revenue or 0),
+            "won_revenue": won_revenue,
             "csat_responses": int(responses or 0),
-            "csat_share": (satisfied or 0) / responses if responses else None,
-            "fcr_rate": (first_contact or 0) / resolved if resolved else None,
+            "csat_share": ratio(satisfied or 0, responses or 0),
+            "fcr_rate": first_contact_resolution_rate(int(first_contact), int(resolutions)),
             "open_tickets": int(open_tickets or 0),
         }

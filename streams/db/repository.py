@@ -9,19 +9,21 @@ The repository is dialect-neutral; how each dialect runs those statements fastes
 from __future__ import annotations
 
 import contextlib
+import functools
 import operator
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Delete, Engine, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
-from streams.db.models import Base, Customer, Deal, ProcessedEvent, StageTransition, Ticket
+from streams.db.models import Base, BatchPart, Customer, Deal, ProcessedEvent, StageTransition, Ticket
 from streams.db.postgresql import PostgreSQLStatements
 from streams.db.sqlite import SQLiteStatements
 from streams.db.state_cache import StateCache
-from streams.db.statements import FIELDS
+from streams.db.statements import FIELDS, chunks, table_of
 from streams.domain.journey import CustomerState, DealState, Journeys, TicketState, Transition
 from streams.domain.stages import Stage
 
@@ -31,7 +33,8 @@ State = TypeVar("State", CustomerState, DealState, TicketState)
 @dataclass(slots=True)
 class WorkingSet:
     journeys: Journeys
-    seen_event_ids: set[str]
+    # event id -> the digest of the content it was processed with (None: recorded before digests)
+    seen_event_ids: dict[str, int | None]
     # the rows as the database holds them (:func:`_row`), by key: what the batch changes is written
     customer_rows: dict[str, tuple[Any, ...]]
     deal_rows: dict[str, tuple[Any, ...]]
@@ -40,16 +43,23 @@ class WorkingSet:
 
 _VALUES = {cls: operator.attrgetter(*fields) for cls, fields in FIELDS.items()}
 _STAGE, _RECENT_CSAT = (FIELDS[CustomerState].index(name) for name in ("stage", "recent_csat"))
+_EARLY_RESOLUTIONS = FIELDS[TicketState].index("early_resolutions")
 _TRANSITION_COLUMNS = ("customer_id", "from_stage", "to_stage", "occurred_at", "event_id", "published")
+_PROCESSED_COLUMNS = ("event_id", "digest", "kept_until")
+_PART_COLUMNS = ("batch_id", "part", "committed_at", "result")
 
 
 def _row(state: CustomerState | DealState | TicketState) -> tuple[Any, ...]:
-    """A state's column values, in ``FIELDS`` order, as the database holds them."""
+    """A state's column values, in ``FIELDS`` order, as the database holds them (JSON lists of lists)."""
     row: tuple[Any, ...] = _VALUES[type(state)](state)
     if isinstance(state, CustomerState):
         values = list(row)
         values[_STAGE] = state.stage.value if state.stage else None
         values[_RECENT_CSAT] = [list(entry) for entry in state.recent_csat]
+        row = tuple(values)
+    elif isinstance(state, TicketState) and state.early_resolutions:
+        values = list(row)
+        values[_EARLY_RESOLUTIONS] = [list(entry) for entry in state.early_resolutions]
         row = tuple(values)
     return row
 
@@ -68,6 +78,22 @@ def _changes(
             changed = tuple(name for name, new, was in zip(fields, row, old, strict=True) if new != was)
             changes.setdefault(changed, []).append(row)
     return changes
+
+
+def _transition(row: StageTransition) -> Transition:
+    return Transition(
+        row.customer_id,
+        Stage(row.from_stage) if row.from_stage else None,
+        Stage(row.to_stage),
+        row.occurred_at,
+        row.event_id,
+    )
+
+
+@functools.cache
+def _forget_part() -> Delete:
+    table = table_of(BatchPart)
+    return delete(table).where(table.c.batch_id == bindparam("batch_id"))
 
 
 class Statements(Protocol):
@@ -129,7 +155,7 @@ class Repository:
             journeys = saved.journeys
             self.cache.remember(
                 (journeys.customers[key] for key in saved.customer_rows.keys() | journeys.changed_customers),
-                journeys.deals_by_customer,
+                (journeys.deals[key] for key in saved.deal_rows.keys() | journeys.changed_deals),
                 (journeys.tickets[key] for key in saved.ticket_rows.keys() | journeys.changed_tickets),
             )
 
@@ -142,22 +168,21 @@ class Repository:
         deal_ids: Collection[str],
         ticket_ids: Collection[str],
     ) -> WorkingSet:
-        customers, deals, missed_customers = self.cache.customers(customer_ids)
+        customers, missed_customers = self.cache.customers(customer_ids)
+        deals, missed_deals = self.cache.deals(deal_ids)
         tickets, missed_tickets = self.cache.tickets(ticket_ids)
         with self._sql.selecting_by_lists(session):
-            seen: set[str] = set()
-            processed = self._select_rows(session, ProcessedEvent, ("event_id",), "event_id", event_ids)
-            seen.update(row[0] for row in processed)
+            processed = self._select_rows(session, ProcessedEvent, ("event_id", "digest"), "event_id", event_ids)
+            seen: dict[str, int | None] = dict(processed)  # type: ignore[arg-type]
             for state in self._select_states(session, Customer, CustomerState, "customer_id", missed_customers):
                 state.stage = Stage(state.stage) if state.stage else None
                 state.recent_csat = [(str(a), str(b), int(c)) for a, b, c in state.recent_csat or []]
                 customers[state.customer_id] = state
-            # every deal of the batch's customers: the stage rule needs them all
-            for deal in self._select_states(session, Deal, DealState, "customer_id", missed_customers):
-                deals[deal.deal_id] = deal
-            for deal in self._select_states(session, Deal, DealState, "deal_id", set(deal_ids) - deals.keys()):
+            # only the deals the batch names: the stage rule reads the customer's counts of deals by status
+            for deal in self._select_states(session, Deal, DealState, "deal_id", missed_deals):
                 deals[deal.deal_id] = deal
             for ticket in self._select_states(session, Ticket, TicketState, "ticket_id", missed_tickets):
+                ticket.early_resolutions = [(str(a), float(b), int(c)) for a, b, c in ticket.early_resolutions or []]
                 tickets[ticket.ticket_id] = ticket
         journeys = Journeys(customers, deals, tickets, at_risk_threshold=self.at_risk_threshold)
         return WorkingSet(
@@ -173,15 +198,16 @@ class Repository:
         session: Session,
         working: WorkingSet,
         *,
-        processed_event_ids: Iterable[str],
+        processed: Sequence[tuple[str, int, datetime | None]],
         transitions: Sequence[Transition],
     ) -> None:
+        """``processed``: the dedup records, (event id, content digest, kept until)."""
         journeys = working.journeys
         self._saved = working
         self._upsert(session, Customer, journeys.customers, journeys.changed_customers, working.customer_rows)
         self._upsert(session, Deal, journeys.deals, journeys.changed_deals, working.deal_rows)
         self._upsert(session, Ticket, journeys.tickets, journeys.changed_tickets, working.ticket_rows)
-        self._insert(session, ProcessedEvent, ("event_id",), [(event_id,) for event_id in processed_event_ids])
+        self._insert(session, ProcessedEvent, _PROCESSED_COLUMNS, processed)
         self._insert(
             session,
             StageTransition,
@@ -235,28 +261,61 @@ class Repository:
         """Core SELECT straight into the domain dataclasses: ORM identity tracking is not needed here."""
         return (cls(*row) for row in self._select_rows(session, model, FIELDS[cls], column, values))
 
+    # --- a batch's committed parts ------------------------------------------------------------------
+    def save_part(self, session: Session, batch_id: str, part: int, committed_at: datetime, result: bytes) -> None:
+        self._insert(session, BatchPart, _PART_COLUMNS, [(batch_id, part, committed_at, result)])
+
+    def saved_parts(self, batch_id: str) -> list[bytes]:
+        """The committed parts of ``batch_id`` whose results the worker may not have (in part order)."""
+        with Session(self.engine) as session:
+            return list(
+                session.scalars(select(BatchPart.result).where(BatchPart.batch_id == batch_id).order_by(BatchPart.part))
+            )
+
+    def forget_parts(self, session: Session, batch_ids: Collection[str]) -> None:
+        """The worker has these batches' results: their parts are needed no more."""
+        if batch_ids:
+            session.connection().execute(_forget_part(), [{"batch_id": batch_id} for batch_id in batch_ids])
+
+    # --- retention -----------------------------------------------------------------------------------
+    def prune(self, now: datetime, *, parts_before: datetime, limit: int = 1000) -> int:
+        """Deletes up to ``limit`` dedup records whose ``kept_until`` has passed, and the parts of batches
+        committed before ``parts_before`` (a worker that died before it got them; ``lifecycle`` topic and
+        figures: docs/reliability.md), in one short transaction. Returns the dedup records deleted."""
+        with Session(self.engine) as session, session.begin():
+            expired = (
+                select(ProcessedEvent.event_id)
+                .where(ProcessedEvent.kept_until < now)
+                .order_by(ProcessedEvent.kept_until)
+                .limit(limit)
+            )
+            deleted = session.execute(delete(ProcessedEvent).where(ProcessedEvent.event_id.in_(expired)))
+            session.execute(delete(BatchPart).where(BatchPart.committed_at < parts_before))
+            return int(deleted.rowcount or 0)  # type: ignore[attr-defined]
+
     # --- outbox --------------------------------------------------------------------------------
-    def unpublished_transitions(self, limit: int = 10000) -> list[tuple[int, Transition]]:
+    def transitions_of(self, event_ids: Collection[str]) -> list[Transition]:
+        """The transitions that these events made, in the order they were recorded."""
+        if not event_ids:
+            return []
+        with Session(self.engine) as session:
+            rows = [
+                row
+                for chunk in chunks(event_ids)
+                for row in session.scalars(select(StageTransition).where(StageTransition.event_id.in_(chunk)))
+            ]
+        return [_transition(row) for row in sorted(rows, key=lambda row: row.id)]
+
+    def unpublished_transitions(self, limit: int = 10000, after: int = 0) -> list[tuple[int, Transition]]:
+        """Up to ``limit`` transitions not yet published, by id, from ``after`` on (a page of the outbox)."""
         with Session(self.engine) as session:
             rows = session.scalars(
                 select(StageTransition)
-                .where(StageTransition.published.is_(False))
+                .where(StageTransition.published.is_(False), StageTransition.id > after)
                 .order_by(StageTransition.id)
                 .limit(limit)
             )
-            return [
-                (
-                    row.id,
-                    Transition(
-                        row.customer_id,
-                        Stage(row.from_stage) if row.from_stage else None,
-                        Stage(row.to_stage),
-                        row.occurred_at,
-                        row.event_id,
-                    ),
-                )
-                for row in rows
-            ]
+            return [(row.id, _transition(row)) for row in rows]
 
     def mark_all_published(self) -> None:
         """Every transition recorded as published: after a rebuild, whose transitions the topic has."""

@@ -47,44 +47,39 @@ def _keep(kept: OrderedDict[str, V], entries: Iterable[tuple[str, V]], limit: in
 
 
 class StateCache:
-    """Customers, each with every deal it has (the stage rule needs them all), and tickets, as
-    committed; least recently used first out beyond ``max_customers`` customers (and as many tickets)."""
+    """Customers, deals and tickets, as committed; least recently used first out beyond ``max_customers``
+    of each kind."""
 
     def __init__(self, max_customers: int) -> None:
         self.max_customers = max_customers
-        self._customers: OrderedDict[str, tuple[CustomerState, list[DealState]]] = OrderedDict()
+        self._customers: OrderedDict[str, CustomerState] = OrderedDict()
+        self._deals: OrderedDict[str, DealState] = OrderedDict()
         self._tickets: OrderedDict[str, TicketState] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._customers)
 
-    def customers(self, ids: Iterable[str]) -> tuple[dict[str, CustomerState], dict[str, DealState], list[str]]:
-        """The kept customers among ``ids`` with all their deals, and the ids not kept."""
-        found, missed = _look_up(self._customers, ids)
-        customers = {customer_id: customer for customer_id, (customer, _) in found.items()}
-        deals = {deal.deal_id: deal for _, kept_deals in found.values() for deal in kept_deals}
-        return customers, deals, missed
+    def customers(self, ids: Iterable[str]) -> tuple[dict[str, CustomerState], list[str]]:
+        """The kept customers among ``ids``, and the ids not kept."""
+        return _look_up(self._customers, ids)
+
+    def deals(self, ids: Iterable[str]) -> tuple[dict[str, DealState], list[str]]:
+        return _look_up(self._deals, ids)
 
     def tickets(self, ids: Iterable[str]) -> tuple[dict[str, TicketState], list[str]]:
-        """The kept tickets among ``ids``, and the ids not kept."""
         return _look_up(self._tickets, ids)
 
     def remember(
-        self,
-        customers: Iterable[CustomerState],
-        deals_by_customer: dict[str, list[DealState]],
-        tickets: Iterable[TicketState],
+        self, customers: Iterable[CustomerState], deals: Iterable[DealState], tickets: Iterable[TicketState]
     ) -> None:
-        """States as committed: each customer with every deal it has in the database."""
+        """States as committed."""
         if self.max_customers <= 0:
             return
-        _keep(
-            self._customers,
-            ((c.customer_id, (c, deals_by_customer.get(c.customer_id, []))) for c in customers),
-            self.max_customers,
-        )
+        _keep(self._customers, ((c.customer_id, c) for c in customers), self.max_customers)
+        _keep(self._deals, ((d.deal_id, d) for d in deals), self.max_customers)
         _keep(self._tickets, ((t.ticket_id, t) for t in tickets), self.max_customers)
 
     def forget(self) -> None:
         self._customers.clear()
+        self._deals.clear()
         self._tickets.clear()

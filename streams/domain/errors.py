@@ -8,8 +8,9 @@ Who must act decides the branch::
     │   └── ConflictingEvent    valid, but contradicts what is stored (an id owned by another customer)
     ├── InfrastructureFault     a dependency is down or busy: waited out with back-off, forever
     │   └── PipelineProcessDied the batch's process ended mid-call; the batch runs again in a new one
-    └── ConfigurationError      the operator's to fix (a bad quota file, no Java for the local broker):
-        └── BrokerError         fatal at start, neither retried nor dead-lettered
+    ├── ConfigurationError      the operator's to fix (a bad quota file, no Java for the local broker):
+    │   └── BrokerError         fatal at start, neither retried nor dead-lettered
+    └── InvalidRequest          an API client's request that cannot be answered (a bad page): a 400
 
 Exceptions of the libraries underneath are sorted into the first two branches by the adapter that
 knows them: the database's by :func:`streams.db.faults.is_infrastructure_fault`.
@@ -76,3 +77,7 @@ class ConfigurationError(LifecycleError):
 
 class BrokerError(ConfigurationError):
     """The local Kafka broker could not be fetched or started."""
+
+
+class InvalidRequest(LifecycleError, ValueError):
+    """A client asked the HTTP API for what it cannot answer (a bad ``limit`` or cursor): a 400, never a query."""

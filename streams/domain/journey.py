@@ -2,12 +2,20 @@
 
 State objects mirror the read-model rows; :class:`Journeys` applies events to a working set of them
 that the storage adapter loaded. Every rule is written so that the outcome does not depend on the
-order the events arrive in (minimums, maximums by ``(occurred_at, event_id)``, set-like flags), and
-so that a repeated fact (a second ``deal.won`` for a deal, a second CSAT for a ticket) is a duplicate.
+order the events arrive in (minimums, maximums by ``(occurred_at, event_id)``, counts, set-like flags),
+and so that a repeated one-time fact (a second ``deal.won`` for a deal) is a duplicate.
+
+The observations are order-free too, *net*: a figure that a later-arriving event changes (a sales
+cycle that an earlier lead shortens, a loss that a win overrides, a rating that a newer one replaces,
+a first response that an earlier one undercuts) is taken back by a ``*_retracted`` observation of the
+value counted before, and the new value is observed. Observations minus retractions are a function of
+the final state, whatever the order. A ticket's channel comes with ``ticket.opened``: what a ticket's
+other events tell the channel-labelled metrics is held in the ticket until its opening is known.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +27,9 @@ from streams.domain.events import Event
 from streams.domain.stages import RECENT_CSAT_WINDOW, Stage, decide_stage
 
 UNKNOWN = "unknown"
+# ticket facts held while the ticket's channel is unknown; beyond this, counted under ``unknown`` at once
+HELD_RESOLUTIONS = 100
+RETRACTED = "_retracted"
 
 
 class Outcome(StrEnum):
@@ -58,8 +69,18 @@ class CustomerState:
     qualification: str | None = None
     qualification_at: datetime | None = None
     qualification_event_id: str | None = None
-    # up to RECENT_CSAT_WINDOW (occurred_at ISO, event_id, score), newest first
+    # up to RECENT_CSAT_WINDOW (occurred_at ISO, event_id, score), newest first: each ticket's current rating
     recent_csat: list[tuple[str, str, int]] = field(default_factory=list)
+    # the customer's deals by status: the stage rule reads these, not every deal of the customer
+    won_deals: int = 0
+    open_deals: int = 0
+    lost_deals: int = 0
+
+    def sales_cycle(self) -> float | None:
+        """First lead to first won deal, in seconds; None until both are known, or if the lead came later."""
+        if self.first_lead_at is None or self.converted_at is None or self.converted_at < self.first_lead_at:
+            return None
+        return (self.converted_at - self.first_lead_at).total_seconds()
 
 
 @dataclass(slots=True)
@@ -69,6 +90,7 @@ class DealState:
     status: str = "pending"
     pipeline_stage: str | None = None
     pipeline_stage_at: datetime | None = None
+    pipeline_stage_event_id: str | None = None
     amount: float | None = None
     currency: str | None = None
     owner: str | None = None
@@ -77,14 +99,16 @@ class DealState:
     lost_at: datetime | None = None
     closed_at: datetime | None = None
 
-    def refresh_status(self) -> None:
-        # won beats lost beats open, whichever arrived first
+    def refresh_status(self) -> str:
+        """Won beats lost beats open, whichever arrived first; returns the status it had before."""
+        before = self.status
         if self.won_at is not None:
             self.status, self.closed_at = "won", self.won_at
         elif self.lost_at is not None:
             self.status, self.closed_at = "lost", self.lost_at
         elif self.opened_at is not None:
             self.status, self.closed_at = "open", None
+        return before
 
 
 @dataclass(slots=True)
@@ -99,18 +123,32 @@ class TicketState:
     opened_at: datetime | None = None
     first_response_at: datetime | None = None
     resolved_at: datetime | None = None
-    handling_seconds: float | None = None
-    contacts: int | None = None
-    csat_score: int | None = None
+    resolved_event_id: str | None = None
+    handling_seconds: float | None = None  # of the latest resolution
+    contacts: int | None = None  # of the latest resolution
+    resolutions: int = 0
+    first_contact_resolutions: int = 0
+    csat_score: int | None = None  # the latest rating by (occurred_at, event_id)
     csat_at: datetime | None = None
+    csat_event_id: str | None = None
+    # what the channel-labelled metrics are told once ticket.opened is known: resolutions
+    # (occurred_at ISO, handling_seconds, contacts) and reopenings that came first
+    early_resolutions: list[tuple[str, float, int]] = field(default_factory=list)
+    early_reopens: int = 0
 
     def set_status(self, status: str, event: Event) -> None:
         """The latest status event by (occurred_at, event_id) decides: arrival order does not."""
-        if self.status_at is None or (event.occurred_at, event.event_id) > (
-            self.status_at,
-            self.status_event_id or "",
-        ):
+        if _later(event, self.status_at, self.status_event_id):
             self.status, self.status_at, self.status_event_id = status, event.occurred_at, event.event_id
+
+    def since_opened(self, at: datetime) -> float:
+        assert self.opened_at is not None
+        return max(0.0, (at - self.opened_at).total_seconds())
+
+
+def _later(event: Event, at: datetime | None, event_id: str | None) -> bool:
+    """``event`` comes after the fact recorded at (``at``, ``event_id``): arrival order never decides."""
+    return at is None or (event.occurred_at, event.event_id) > (at, event_id or "")
 
 
 @dataclass(slots=True)
@@ -135,9 +173,6 @@ class Journeys:
         self.deals = deals
         self.tickets = tickets
         self.at_risk_threshold = at_risk_threshold
-        self.deals_by_customer: dict[str, list[DealState]] = {}
-        for deal in deals.values():
-            self.deals_by_customer.setdefault(deal.customer_id, []).append(deal)
         self.changed_customers: set[str] = set()
         self.changed_deals: set[str] = set()
         self.changed_tickets: set[str] = set()
@@ -173,11 +208,10 @@ class Journeys:
         return Applied(Outcome.PROCESSED, observations, self._restage(customer, event, observations))
 
     def stage_of(self, customer: CustomerState) -> Stage:
-        deals = self.deals_by_customer.get(customer.customer_id, ())
         return decide_stage(
-            has_won_deal=any(d.status == "won" for d in deals),
-            has_open_deal=any(d.status == "open" for d in deals),
-            has_lost_deal=any(d.status == "lost" for d in deals),
+            has_won_deal=customer.won_deals > 0,
+            has_open_deal=customer.open_deals > 0,
+            has_lost_deal=customer.lost_deals > 0,
             latest_qualification=customer.qualification,
             recent_csat_scores=[score for _, _, score in customer.recent_csat],
             at_risk_threshold=self.at_risk_threshold,
@@ -203,19 +237,30 @@ class Journeys:
         ):
             raise ConflictingEvent(f"ticket_id {ticket!r} belongs to another customer")
 
+    @staticmethod
+    def _amend(
+        obs: list[Observation], name: str, labels: tuple[str, ...], old: float | None, new: float | None
+    ) -> None:
+        """A value counted before (``old``) that an event changes: the old one taken back, the new observed."""
+        if old == new:
+            return
+        if old is not None:
+            obs.append(Observation(name + RETRACTED, labels, old))
+        if new is not None:
+            obs.append(Observation(name, labels, new))
+
     # --- leads ---------------------------------------------------------------------------------
     def _lead_created(self, event: Event, customer: CustomerState, obs: list[Observation]) -> bool:
+        cycle = customer.sales_cycle()
         if customer.first_lead_at is None or event.occurred_at < customer.first_lead_at:
             customer.first_lead_at = event.occurred_at
         obs.append(Observation("lead_created", (event.data["channel"],)))
+        self._amend(obs, "sales_cycle", (), cycle, customer.sales_cycle())
         return True
 
     def _lead_decided(self, event: Event, customer: CustomerState, obs: list[Observation]) -> bool:
         decision = "qualified" if event.type == "lead.qualified" else "disqualified"
-        if customer.qualification_at is None or (event.occurred_at, event.event_id) > (
-            customer.qualification_at,
-            customer.qualification_event_id or "",
-        ):
+        if _later(event, customer.qualification_at, customer.qualification_event_id):
             customer.qualification = decision
             customer.qualification_at = event.occurred_at
             customer.qualification_event_id = event.event_id
@@ -229,9 +274,19 @@ class Journeys:
         deal = self.deals.get(deal_id)
         if deal is None:
             deal = self.deals[deal_id] = DealState(deal_id, event.customer_id)
-            self.deals_by_customer.setdefault(event.customer_id, []).append(deal)
         self.changed_deals.add(deal_id)
         return deal
+
+    @staticmethod
+    def _restatus(deal: DealState, customer: CustomerState) -> None:
+        """The deal's status from its facts, and the customer's counts of deals by status with it."""
+        before = deal.refresh_status()
+        if before == deal.status:
+            return
+        for status, step in ((before, -1), (deal.status, 1)):
+            if status in ("won", "open", "lost"):
+                name = f"{status}_deals"
+                setattr(customer, name, getattr(customer, name) + step)
 
     def _deal_opened(self, event: Event, customer: CustomerState, obs: list[Observation]) -> bool:
         deal = self._deal(event)
@@ -240,14 +295,15 @@ class Journeys:
         deal.opened_at = event.occurred_at
         if deal.won_at is None:  # a won event's terms are final
             _take_terms(deal, event)
-        deal.refresh_status()
+        self._restatus(deal, customer)
         obs.append(Observation("deal_opened"))
         return True
 
     def _deal_stage_changed(self, event: Event, customer: CustomerState, obs: list[Observation]) -> bool:
         deal = self._deal(event)
-        if deal.pipeline_stage_at is None or event.occurred_at >= deal.pipeline_stage_at:
+        if _later(event, deal.pipeline_stage_at, deal.pipeline_stage_event_id):
             deal.pipeline_stage, deal.pipeline_stage_at = event.data["stage"], event.occurred_at
+            deal.pipeline_stage_event_id = event.event_id
         return True
 
     def _deal_won(self, event: Event, customer: CustomerState, obs: list[Observation]) -> bool:
@@ -256,15 +312,17 @@ class Journeys:
             return False
         deal.won_at = event.occurred_at
         amount, currency, owner = _take_terms(deal, event)
-        deal.refresh_status()
+        if deal.lost_at is not None:  # its loss was counted when it arrived: the win overrides it
+            obs.append(Observation("deal_lost" + RETRACTED))
+        self._restatus(deal, customer)
         obs.append(Observation("deal_won", (owner,)))
         obs.append(Observation("revenue_won", (currency, owner), amount))
+        cycle = customer.sales_cycle()
         if customer.converted_at is None:
             obs.append(Observation("conversion"))
-            if customer.first_lead_at is not None and event.occurred_at >= customer.first_lead_at:
-                obs.append(Observation("sales_cycle", (), (event.occurred_at - customer.first_lead_at).total_seconds()))
         if customer.converted_at is None or event.occurred_at < customer.converted_at:
             customer.converted_at = event.occurred_at
+        self._amend(obs, "sales_cycle", (), cycle, customer.sales_cycle())
         return True
 
     def _deal_lost(self, event: Event, customer: CustomerState, obs: list[Observation]) -> bool:
@@ -272,8 +330,9 @@ class Journeys:
         if deal.lost_at is not None:
             return False
         deal.lost_at = event.occurred_at
-        deal.refresh_status()
-        obs.append(Observation("deal_lost"))
+        self._restatus(deal, customer)
+        if deal.won_at is None:  # a won deal's loss is no outcome (won beats lost)
+            obs.append(Observation("deal_lost"))
         return True
 
     # --- tickets -------------------------------------------------------------------------------
@@ -291,67 +350,95 @@ class Journeys:
         if ticket.opened_at is not None:
             return False
         ticket.opened_at = event.occurred_at
-        ticket.channel, ticket.priority = event.data["channel"], event.data["priority"]
+        channel, priority = ticket.channel, ticket.priority = event.data["channel"], event.data["priority"]
         ticket.set_status("open", event)
-        obs.append(Observation("ticket_opened", (ticket.channel, ticket.priority)))
-        if ticket.resolved_at is not None:  # the resolution arrived first
-            obs.append(self._resolution(ticket, ticket.resolved_at))
+        obs.append(Observation("ticket_opened", (channel, priority)))
+        # what came before the opening is told to the metrics now, under the ticket's channel
+        for resolved_at, handling_seconds, contacts in ticket.early_resolutions:
+            self._observe_resolution(ticket, datetime.fromisoformat(resolved_at), handling_seconds, contacts, obs)
+        for _ in range(ticket.early_reopens):
+            obs.append(Observation("ticket_reopened", (channel,)))
+        ticket.early_resolutions, ticket.early_reopens = [], 0
         if ticket.first_response_at is not None:
-            obs.append(self._first_response(ticket, ticket.first_response_at))
+            obs.append(Observation("ticket_first_response", (channel,), ticket.since_opened(ticket.first_response_at)))
+        if ticket.csat_score is not None:
+            obs.append(Observation("csat", (str(ticket.csat_score), channel)))
         return True
 
     def _ticket_responded(self, event: Event, customer: CustomerState, obs: list[Observation]) -> bool:
         ticket = self._ticket(event)
-        first = ticket.first_response_at is None
-        if first or event.occurred_at < ticket.first_response_at:  # type: ignore[operator]
+        before = ticket.first_response_at
+        if before is None or event.occurred_at < before:
             ticket.first_response_at = event.occurred_at
-        if first and ticket.opened_at is not None:
-            obs.append(self._first_response(ticket, event.occurred_at))
+            if ticket.opened_at is not None:
+                self._amend(
+                    obs,
+                    "ticket_first_response",
+                    (ticket.channel or UNKNOWN,),
+                    None if before is None else ticket.since_opened(before),
+                    ticket.since_opened(event.occurred_at),
+                )
         return True
 
     def _ticket_resolved(self, event: Event, customer: CustomerState, obs: list[Observation]) -> bool:
         ticket = self._ticket(event)
         handling_seconds = float(event.data["handling_seconds"])
-        if ticket.resolved_at is None or event.occurred_at >= ticket.resolved_at:
-            ticket.resolved_at = event.occurred_at
-            ticket.handling_seconds = handling_seconds
-            ticket.contacts = int(event.data["contacts"])  # JSON Schema's integer takes 2.0 too
+        contacts = int(event.data["contacts"])  # JSON Schema's integer takes 2.0 too
+        if _later(event, ticket.resolved_at, ticket.resolved_event_id):
+            ticket.resolved_at, ticket.resolved_event_id = event.occurred_at, event.event_id
+            ticket.handling_seconds, ticket.contacts = handling_seconds, contacts
+        ticket.resolutions += 1
+        ticket.first_contact_resolutions += contacts == 1
         ticket.set_status("resolved", event)
+        if ticket.opened_at is None and len(ticket.early_resolutions) < HELD_RESOLUTIONS:
+            resolved_at = event.occurred_at.isoformat(timespec="microseconds")
+            bisect.insort(ticket.early_resolutions, (resolved_at, handling_seconds, contacts))  # in order: as stored
+        else:
+            self._observe_resolution(ticket, event.occurred_at, handling_seconds, contacts, obs)
+        return True
+
+    @staticmethod
+    def _observe_resolution(
+        ticket: TicketState, resolved_at: datetime, handling_seconds: float, contacts: int, obs: list[Observation]
+    ) -> None:
         channel = ticket.channel or UNKNOWN
         obs.append(Observation("ticket_resolved", (channel,)))
         obs.append(Observation("ticket_handling", (channel,), handling_seconds))
-        if event.data["contacts"] == 1:
+        if contacts == 1:
             obs.append(Observation("ticket_first_contact_resolved", (channel,)))
         if ticket.opened_at is not None:
-            obs.append(self._resolution(ticket, event.occurred_at))
-        return True
+            resolution = ticket.since_opened(resolved_at)
+            obs.append(Observation("ticket_resolution", (channel, ticket.priority or UNKNOWN), resolution))
 
     def _ticket_reopened(self, event: Event, customer: CustomerState, obs: list[Observation]) -> bool:
         ticket = self._ticket(event)
         ticket.set_status("open", event)
-        obs.append(Observation("ticket_reopened", (ticket.channel or UNKNOWN,)))
+        if ticket.opened_at is None:
+            ticket.early_reopens += 1
+        else:
+            obs.append(Observation("ticket_reopened", (ticket.channel or UNKNOWN,)))
         return True
 
     def _csat_submitted(self, event: Event, customer: CustomerState, obs: list[Observation]) -> bool:
+        """One rating per ticket, the latest by (occurred_at, event_id): a newer one replaces it, for the
+        stage and for the counts; an older one changes nothing."""
         ticket = self._ticket(event)
-        if ticket.csat_score is not None:
-            return False
+        if not _later(event, ticket.csat_at, ticket.csat_event_id):
+            return True
         score = int(event.data["score"])  # 4.0 is an integer to JSON Schema: stored and labelled as 4
-        ticket.csat_score, ticket.csat_at = score, event.occurred_at
+        replaced, replaced_id = ticket.csat_score, ticket.csat_event_id
+        ticket.csat_score, ticket.csat_at, ticket.csat_event_id = score, event.occurred_at, event.event_id
+        # the replaced rating, if still among the newest, is newer than none of those left out: dropping it
+        # and adding the newer one keeps the window the newest ratings of the customer's tickets
+        kept = [entry for entry in customer.recent_csat if entry[1] != replaced_id]
         entry = (event.occurred_at.isoformat(timespec="microseconds"), event.event_id, score)
-        customer.recent_csat = sorted([*customer.recent_csat, entry], reverse=True)[:RECENT_CSAT_WINDOW]
-        obs.append(Observation("csat", (str(score), ticket.channel or UNKNOWN)))
+        customer.recent_csat = sorted([*kept, entry], reverse=True)[:RECENT_CSAT_WINDOW]
+        if ticket.opened_at is not None:
+            channel = ticket.channel or UNKNOWN
+            if replaced is not None:
+                obs.append(Observation("csat" + RETRACTED, (str(replaced), channel)))
+            obs.append(Observation("csat", (str(score), channel)))
         return True
-
-    @staticmethod
-    def _resolution(ticket: TicketState, resolved_at: datetime) -> Observation:
-        seconds = max(0.0, (resolved_at - ticket.opened_at).total_seconds()) if ticket.opened_at else 0.0
-        return Observation("ticket_resolution", (ticket.channel or UNKNOWN, ticket.priority or UNKNOWN), seconds)
-
-    @staticmethod
-    def _first_response(ticket: TicketState, responded_at: datetime) -> Observation:
-        seconds = max(0.0, (responded_at - ticket.opened_at).total_seconds()) if ticket.opened_at else 0.0
-        return Observation("ticket_first_response", (ticket.channel or UNKNOWN,), seconds)
 
 
 def _take_terms(deal: DealState, event: Event) -> tuple[float, str, str]:

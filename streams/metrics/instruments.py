@@ -1,6 +1,9 @@
 """The counters and histograms the worker keeps: the public monitoring contract (docs/metrics.md).
 
-They are per worker process and count each event once, after its batch has committed.
+They are per worker process and count each event once, after its batch has committed. A figure that a
+later-arriving event can change has a ``*_retracted`` twin that counts the values taken back
+(``streams.domain.journey``): the figure is the metric minus its twin, order-free; the recording rules
+subtract it.
 """
 
 from __future__ import annotations
@@ -36,13 +39,22 @@ class LifecycleMetrics:
         self.leads_disqualified = c("lifecycle_leads_disqualified", "Lead qualification decisions: disqualified.")
         self.deals_opened = c("lifecycle_deals_opened", "Deals opened.")
         self.deals_won = c("lifecycle_deals_won", "Deals won (each deal once), by owner.", ["owner"])
-        self.deals_lost = c("lifecycle_deals_lost", "Deals lost (each deal once).")
+        self.deals_lost = c("lifecycle_deals_lost", "Deals lost (each deal once, unless it was won first).")
+        self.deals_lost_retracted = c(
+            "lifecycle_deals_lost_retracted", "Losses counted, then overridden by the deal's win (won beats lost)."
+        )
         self.revenue_won = c(
             "lifecycle_revenue_won", "Won deal amounts, in the deal's currency.", ["currency", "owner"]
         )
         self.conversions = c("lifecycle_conversions", "Customers moved from acquisition into service (once each).")
         self.sales_cycle = h(
             "lifecycle_sales_cycle_seconds", "First lead.created to first deal.won.", [], SALES_CYCLE_BUCKETS
+        )
+        self.sales_cycle_retracted = h(
+            "lifecycle_sales_cycle_retracted_seconds",
+            "Sales cycles observed, then taken back: an earlier lead or win arrived later.",
+            [],
+            SALES_CYCLE_BUCKETS,
         )
         # service
         self.tickets_opened = c("lifecycle_tickets_opened", "Tickets opened.", ["channel", "priority"])
@@ -64,11 +76,27 @@ class LifecycleMetrics:
             ["channel"],
             FIRST_RESPONSE_BUCKETS,
         )
+        self.first_response_retracted = h(
+            "lifecycle_ticket_first_response_retracted_seconds",
+            "First response times taken back: an earlier response arrived later.",
+            ["channel"],
+            FIRST_RESPONSE_BUCKETS,
+        )
         self.csat = c(
-            "lifecycle_csat_responses", "CSAT responses by score (1-5) and ticket channel.", ["score", "channel"]
+            "lifecycle_csat_responses",
+            "CSAT ratings by score (1-5) and ticket channel: a ticket's latest.",
+            ["score", "channel"],
         )
         self.csat_points = c(
             "lifecycle_csat_score_points", "Sum of CSAT scores (average = points / responses).", ["channel"]
+        )
+        self.csat_retracted = c(
+            "lifecycle_csat_responses_retracted",
+            "CSAT ratings taken back: the ticket got a newer one.",
+            ["score", "channel"],
+        )
+        self.csat_points_retracted = c(
+            "lifecycle_csat_score_points_retracted", "Sum of the CSAT scores taken back.", ["channel"]
         )
         # lifecycle and pipeline
         self.transitions = c(
@@ -103,9 +131,11 @@ class LifecycleMetrics:
             "deal_opened": _count(self.deals_opened),
             "deal_won": _count(self.deals_won, lambda rep: (owner(rep),)),
             "deal_lost": _count(self.deals_lost),
+            "deal_lost_retracted": _count(self.deals_lost_retracted),
             "revenue_won": _count(self.revenue_won, lambda currency, rep: (currency, owner(rep))),
             "conversion": _count(self.conversions),
             "sales_cycle": _observe(self.sales_cycle),
+            "sales_cycle_retracted": _observe(self.sales_cycle_retracted),
             "ticket_opened": _count(self.tickets_opened),
             "ticket_resolved": _count(self.tickets_resolved),
             "ticket_first_contact_resolved": _count(self.tickets_fcr),
@@ -113,7 +143,9 @@ class LifecycleMetrics:
             "ticket_handling": _observe(self.handling),
             "ticket_resolution": _observe(self.resolution),
             "ticket_first_response": _observe(self.first_response),
-            "csat": self._record_csat,
+            "ticket_first_response_retracted": _observe(self.first_response_retracted),
+            "csat": self._csat_recorder(self.csat, self.csat_points),
+            "csat_retracted": self._csat_recorder(self.csat_retracted, self.csat_points_retracted),
             "stage_transition": _count(self.transitions),
             "event_delay": _observe(self.event_delay),
         }
@@ -146,6 +178,7 @@ class LifecycleMetrics:
                 self.tickets_reopened,
                 self.handling,
                 self.first_response,
+                self.first_response_retracted,
             ):
                 child.labels(channel)
             for priority in (*PRIORITIES, UNKNOWN):
@@ -153,8 +186,10 @@ class LifecycleMetrics:
                 if channel != UNKNOWN and priority != UNKNOWN:
                     self.tickets_opened.labels(channel, priority)
             self.csat_points.labels(channel)
+            self.csat_points_retracted.labels(channel)
             for score in range(1, 6):
                 self.csat.labels(str(score), channel)
+                self.csat_retracted.labels(str(score), channel)
         stages = [s.value for s in Stage]
         for to_stage in stages:
             for from_stage in ("none", *stages):
@@ -173,10 +208,14 @@ class LifecycleMetrics:
             self.deals_won.labels(label)
             self.revenue_won.labels(currency, label)
 
-    def _record_csat(self, labels: tuple[str, ...], values: list[float]) -> None:
-        score, channel = labels
-        self.csat.labels(score, channel).inc(len(values))
-        self.csat_points.labels(channel).inc(int(score) * len(values))
+    @staticmethod
+    def _csat_recorder(responses: Counter, points: Counter) -> Callable[[tuple[str, ...], list[float]], None]:
+        def record(labels: tuple[str, ...], values: list[float]) -> None:
+            score, channel = labels
+            responses.labels(score, channel).inc(len(values))
+            points.labels(channel).inc(int(score) * len(values))
+
+        return record
 
     def record_write(self, events: int, seconds: float, delays: Iterable[float]) -> None:
         """A batch's database step; ``delays``: each event's record timestamp to the commit."""

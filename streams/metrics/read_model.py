@@ -4,7 +4,8 @@ database at scrape time: a restarted worker reports them at once, and every work
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -25,10 +26,19 @@ class ReadModelCollector(Collector):
 
     names = frozenset(("lifecycle_customers", "lifecycle_tickets_open", "lifecycle_quota_attainment_ratio"))
 
-    def __init__(self, engine: Engine, quotas: Quotas | None = None, owner: BoundedLabel | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        quotas: Quotas | None = None,
+        owner: BoundedLabel | None = None,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        """``clock`` gives the aware now that picks the quota period (a parameter for the tests)."""
         self.engine = engine
         self.quotas = quotas
         self.owner = owner or BoundedLabel(100)
+        self.clock = clock
 
     def describe(self) -> Iterator[Metric]:
         """Names without a query, for a registry's bookkeeping."""
@@ -40,7 +50,7 @@ class ReadModelCollector(Collector):
         open_tickets = GaugeMetricFamily("lifecycle_tickets_open", "Tickets currently open.", labels=["channel"])
         quota = GaugeMetricFamily(
             "lifecycle_quota_attainment_ratio",
-            "Won revenue in the current quota period / the owner's quota.",
+            "Won revenue in the current quota period / the owner's quota ('other': of the folded owners).",
             labels=["owner"],
         )
         with Session(self.engine) as session:
@@ -56,12 +66,17 @@ class ReadModelCollector(Collector):
             )
             won: dict[str, float] = {}
             if self.quotas is not None:
-                start = self.quotas.period_start(datetime.now(UTC).replace(tzinfo=None))
+                start, end = self.quotas.period_bounds(self.clock())
                 won = {
                     str(owner): float(total or 0)
                     for owner, total in session.execute(
                         select(Deal.owner, func.sum(Deal.amount))
-                        .where(Deal.status == "won", Deal.won_at >= start, Deal.currency == self.quotas.currency)
+                        .where(
+                            Deal.status == "won",
+                            Deal.won_at >= start,
+                            Deal.won_at < end,
+                            Deal.currency == self.quotas.currency,
+                        )
                         .group_by(Deal.owner)
                     ).tuples()
                 }
@@ -70,9 +85,16 @@ class ReadModelCollector(Collector):
         for channel in (*TICKET_CHANNELS, UNKNOWN):
             open_tickets.add_metric([channel], by_channel.get(None if channel == UNKNOWN else channel, 0))
         if self.quotas is not None:
+            # one series per label: owners folded into one label ('other') report their sums' ratio
+            won_by_label: dict[str, float] = defaultdict(float)
+            target_by_label: dict[str, float] = defaultdict(float)
             for owner, target in self.quotas.by_owner.items():
                 if target > 0:
-                    quota.add_metric([self.owner(owner)], won.get(owner, 0.0) / target)
+                    label = self.owner(owner)
+                    won_by_label[label] += won.get(owner, 0.0)
+                    target_by_label[label] += target
+            for label, target in target_by_label.items():
+                quota.add_metric([label], won_by_label[label] / target)
         yield customers
         yield open_tickets
         yield quota

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import itertools
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any, Protocol, TypeVar
@@ -48,6 +51,9 @@ def raw_message(event: Any) -> PlainMessage:
 
 
 class BatchHandler:
+    # kept parts of batches that no worker came back for (it died): gone after a day, long past any retry
+    PARTS_KEPT_SECONDS = 86_400.0
+
     def __init__(
         self,
         runner: PipelineRunner,
@@ -67,6 +73,9 @@ class BatchHandler:
         # a dead letter larger than its topic accepts would be refused, and retried, forever: cut to fit
         self.dead_letter_max_bytes = dead_letter_max_bytes
         self._unmarked: list[str] = []  # transitions on Kafka, not yet recorded as published
+        # batches are named uniquely among workers; a batch's name stays the same over its retries
+        self._batch_ids = (f"{uuid.uuid4().hex[:16]}-{n}" for n in itertools.count())
+        self._settled: list[str] = []  # batches whose results arrived: their kept parts can go
 
     async def write(self, events: Sequence[Any]) -> BatchResult:
         """The database step of a batch, counted in the metrics once committed. Never raises on input;
@@ -75,7 +84,17 @@ class BatchHandler:
         started = time.perf_counter()
         messages = [raw_message(event) for event in events]
         published, self._unmarked = self._unmarked, []
-        result = await self._retry("write batch to the database", lambda: self.runner.process(messages, published))
+        settled, self._settled = self._settled, []
+        batch_id = next(self._batch_ids)
+        attempts = itertools.count()
+        result = await self._retry(
+            "write batch to the database",
+            # a retry may follow a commit whose reply was lost: it resumes from the batch's kept parts
+            lambda: self.runner.process(
+                messages, published, batch_id=batch_id, settled=settled, resume=next(attempts) > 0
+            ),
+        )
+        self._settled.append(batch_id)
         committed = time.time()
         # counted as soon as committed, not after the previous batch's publishing: what /metrics shows is
         # the database's state, even while publishing waits out a broker outage
@@ -107,20 +126,43 @@ class BatchHandler:
 
     async def mark_published(self) -> None:
         """Records published transitions now, in a transaction of their own: for when no batch follows."""
-        if self._unmarked:
+        if self._unmarked or self._settled:
             published, self._unmarked = self._unmarked, []
-            await self._retry("mark transitions published", lambda: self.runner.process((), published))
+            settled, self._settled = self._settled, []
+            await self._retry("mark transitions published", lambda: self.runner.process((), published, settled=settled))
 
     async def forget_states(self) -> None:
         """At a rebalance: customers may move to another worker and back, so none is known any more."""
         await self._retry("forget the kept states", self.runner.forget_states)
 
-    async def publish_outbox(self) -> int:
-        """Transitions committed but not yet published (the worker died in between): publish them now."""
-        pending = await self.runner.unpublished_transitions()
-        await self.publish_transitions(pending)
-        await self.mark_published()
-        return len(pending)
+    async def publish_outbox(self, page: int = 10_000) -> int:
+        """Transitions committed but not yet published (the worker died in between): publish them now,
+        a page at a time, however many there are."""
+        total, after = 0, 0
+        while True:
+            pending = await self._retry(
+                "read the outbox", functools.partial(self.runner.unpublished_transitions, after, page)
+            )
+            if not pending:
+                return total
+            await self.publish_transitions([transition for _, transition in pending])
+            await self.mark_published()
+            total, after = total + len(pending), pending[-1][0]
+
+    async def prune(self, *, rounds: int = 100) -> int:
+        """Retention: expired dedup records go, a short transaction at a time between batches, until none
+        is left or ``rounds`` ran (the next call goes on). A failure waits for the next call."""
+        total = 0
+        for _ in range(rounds):
+            try:
+                deleted = await self.runner.prune(self.PARTS_KEPT_SECONDS)
+            except Exception as exc:
+                log.warning("pruning the dedup records failed (%s: %s); trying again later", type(exc).__name__, exc)
+                break
+            total += deleted
+            if not deleted:
+                break
+        return total
 
     async def _publish_dead_letters(self, letters: Sequence[DeadLetter]) -> None:
         if not letters:

@@ -30,6 +30,7 @@ import socket
 import struct
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any, Protocol, TypeVar
 
 from streams.contract.messages import RawMessage
@@ -50,12 +51,30 @@ T = TypeVar("T")
 PlainMessage = tuple[str, int, int, bytes | None, bytes | None, Sequence[tuple[str, bytes]]]
 
 
-def _process(pipeline: Pipeline, messages: Sequence[PlainMessage], published: Sequence[str]) -> BatchResult:
-    return pipeline.process([RawMessage._make(message) for message in messages], published=published)
+def _process(
+    pipeline: Pipeline,
+    messages: Sequence[PlainMessage],
+    published: Sequence[str],
+    batch_id: str | None,
+    settled: Sequence[str],
+    resume: bool = False,
+) -> BatchResult:
+    return pipeline.process(
+        [RawMessage._make(message) for message in messages],
+        published=published,
+        batch_id=batch_id,
+        settled=settled,
+        resume=resume,
+    )
 
 
-def _unpublished(pipeline: Pipeline) -> list[Transition]:
-    return [transition for _, transition in pipeline.repository.unpublished_transitions()]
+def _unpublished(pipeline: Pipeline, after: int, limit: int) -> list[tuple[int, Transition]]:
+    return pipeline.repository.unpublished_transitions(limit, after)
+
+
+def _prune(pipeline: Pipeline, parts_kept_seconds: float) -> int:
+    now = pipeline.clock()
+    return pipeline.repository.prune(now, parts_before=now - timedelta(seconds=parts_kept_seconds))
 
 
 def _forget_states(pipeline: Pipeline) -> None:
@@ -255,13 +274,26 @@ class PipelineRunner:
     def in_thread(cls, pipeline: Pipeline) -> PipelineRunner:
         return cls(WorkerThread(pipeline))
 
-    async def process(self, messages: Sequence[PlainMessage], published: Sequence[str] = ()) -> BatchResult:
+    async def process(
+        self,
+        messages: Sequence[PlainMessage],
+        published: Sequence[str] = (),
+        *,
+        batch_id: str | None = None,
+        settled: Sequence[str] = (),
+        resume: bool = False,
+    ) -> BatchResult:
         """``messages``: plain tuples cross to the child fastest (a RawMessage is one too, a slower one).
-        ``published``: transitions now on Kafka, recorded in the batch's transaction (no extra one)."""
-        return await self._calls(_process, messages, list(published))
+        The rest: :meth:`Pipeline.process`."""
+        return await self._calls(_process, messages, list(published), batch_id, list(settled), resume)
 
-    async def unpublished_transitions(self) -> list[Transition]:
-        return await self._calls(_unpublished)
+    async def unpublished_transitions(self, after: int = 0, limit: int = 10_000) -> list[tuple[int, Transition]]:
+        """A page of the outbox: up to ``limit`` transitions by id, from ``after`` on."""
+        return await self._calls(_unpublished, after, limit)
+
+    async def prune(self, parts_kept_seconds: float) -> int:
+        """One short transaction of retention (:meth:`Repository.prune`), between two batches."""
+        return await self._calls(_prune, parts_kept_seconds)
 
     async def forget_states(self) -> None:
         """The pipeline's kept states are read from the database again: others may have written them."""

@@ -180,6 +180,15 @@ def test_rules_dashboards_and_csat_alert_on_real_prometheus(
             what=f"the recorded 1h CSAT response increase to converge on {answers}",
         )
 
+        # the rules and panels subtract the *_retracted twins: the worker exposes each from start-up
+        for twin in (
+            "lifecycle_deals_lost_retracted_total",
+            "lifecycle_sales_cycle_retracted_seconds_bucket",
+            "lifecycle_csat_responses_retracted_total",
+            "lifecycle_csat_score_points_retracted_total",
+            "lifecycle_ticket_first_response_retracted_seconds_bucket",
+        ):
+            assert prometheus.query(twin), f"{twin} was not scraped"
         recording = yaml.safe_load((ROOT / "deploy/prometheus/recording_rules.yml").read_text())["groups"]
         for rule in (r for g in recording for r in g["rules"]):
             assert prometheus.query(rule["record"]), f"recording rule {rule['record']} returned no data"

@@ -39,7 +39,7 @@ from streams.db.migrations import (
     reset,
     upgrade,
 )
-from streams.db.models import Base, Customer, ProcessedEvent, StageTransition
+from streams.db.models import Base, Customer, ProcessedEvent, StageTransition, Ticket
 
 # The schema that the hand-written migrations' version 1 made (Base.metadata of that day, and their
 # version table), frozen here: later model changes must not change what a legacy database is.
@@ -246,3 +246,35 @@ def test_reset_of_a_legacy_database(engine: Engine) -> None:
     assert current_revision(engine) == head_revision()
     assert not inspect(engine).has_table("schema_migrations")
     assert [count(engine, model) for model in (Customer, ProcessedEvent)] == [0, 0]
+
+
+def test_revision_0002_derives_the_counts_of_existing_rows(engine: Engine) -> None:
+    """Deals by status per customer (the stage rule reads only those now) and resolutions per ticket."""
+    make_legacy_database(engine)
+    deals, tickets = _legacy.tables["deals"], _legacy.tables["tickets"]
+    with engine.begin() as connection:
+        connection.execute(
+            deals.insert(),
+            [
+                {"deal_id": f"d-{n}", "customer_id": "c-1", "status": status}
+                for n, status in enumerate(["won", "won", "lost", "open", "pending"])
+            ],
+        )
+        connection.execute(
+            tickets.insert().values(customer_id="c-1"),
+            [
+                {"ticket_id": "t-1", "status": "resolved", "resolved_at": datetime(2026, 3, 2), "contacts": 1},
+                {"ticket_id": "t-2", "status": "resolved", "resolved_at": datetime(2026, 3, 2), "contacts": 3},
+                {"ticket_id": "t-3", "status": "open", "resolved_at": None, "contacts": None},
+            ],
+        )
+    upgrade(engine)
+    with engine.connect() as connection:
+        counts = connection.execute(
+            select(Customer.customer_id, Customer.won_deals, Customer.open_deals, Customer.lost_deals)
+        )
+        assert sorted(counts) == [("c-1", 2, 1, 1), ("c-2", 0, 0, 0)]
+        resolutions = connection.execute(
+            select(Ticket.ticket_id, Ticket.resolutions, Ticket.first_contact_resolutions, Ticket.early_reopens)
+        )
+        assert sorted(resolutions) == [("t-1", 1, 1, 0), ("t-2", 1, 0, 0), ("t-3", 0, 0, 0)]  # fmt: skip

@@ -15,7 +15,7 @@ from streams.cli.simulator import simulate
 from streams.db.queries import stage_counts
 from streams.db.repository import Repository
 from streams.db.state_cache import StateCache
-from streams.domain.journey import CustomerState, TicketState
+from streams.domain.journey import CustomerState, DealState, TicketState
 from streams.pipeline.service import Pipeline
 from tests.support import TOPICS, messages_for, migrated, table_snapshot
 from tests.support import event as lifecycle_event
@@ -81,17 +81,18 @@ def test_a_failed_transaction_forgets_the_kept_states(sqlite_url: str) -> None:
 
 def test_the_least_recently_used_customer_goes_first() -> None:
     cache = StateCache(2)
-    cache.remember([CustomerState("c-1"), CustomerState("c-2")], {}, [TicketState("t-1", "c-1")])
-    assert cache.customers(["c-1"])[2] == []  # c-1 used: c-2 is now the oldest
-    cache.remember([CustomerState("c-3")], {}, [])
-    customers, _, missed = cache.customers(["c-1", "c-2", "c-3"])
+    cache.remember([CustomerState("c-1"), CustomerState("c-2")], [DealState("d-1", "c-1")], [TicketState("t-1", "c-1")])
+    assert cache.customers(["c-1"])[1] == []  # c-1 used: c-2 is now the oldest
+    cache.remember([CustomerState("c-3")], [], [])
+    customers, missed = cache.customers(["c-1", "c-2", "c-3"])
     assert sorted(customers) == ["c-1", "c-3"]
     assert missed == ["c-2"]
     assert cache.tickets(["t-1", "t-2"])[1] == ["t-2"]
+    assert cache.deals(["d-1", "d-2"])[1] == ["d-2"]
 
 
 def test_nothing_is_kept_when_the_cache_has_no_room() -> None:
     cache = StateCache(0)
-    cache.remember([CustomerState("c-1")], {}, [TicketState("t-1", "c-1")])
+    cache.remember([CustomerState("c-1")], [], [TicketState("t-1", "c-1")])
     assert len(cache) == 0
     assert cache.tickets(["t-1"])[1] == ["t-1"]

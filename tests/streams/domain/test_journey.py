@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -11,7 +12,13 @@ from streams.domain.errors import ConflictingEvent
 from streams.domain.events import Event
 from streams.domain.journey import Journeys, Outcome
 from streams.domain.stages import SERVICE_STAGES, Stage
-from tests.support import event
+from tests.support import event, net_observations
+
+
+def net(applied: list[Any], prefix: str = "") -> Counter[tuple[str, tuple[str, ...], float]]:
+    """The applied events' observations minus their retractions, of the names starting with ``prefix``."""
+    observed = [o for a in applied for o in a.observations if o.name.startswith(prefix)]
+    return net_observations((o.name, o.labels, o.value) for o in observed)
 
 
 def as_event(document: dict[str, Any]) -> Event:
@@ -56,9 +63,100 @@ def test_second_won_for_the_same_deal_is_a_duplicate() -> None:
     assert applied[1].observations == []
 
 
-def test_second_csat_for_a_ticket_is_a_duplicate() -> None:
-    _, applied = run([event("csat.submitted", score=1), event("csat.submitted", score=5)])
-    assert applied[1].outcome is Outcome.DUPLICATE
+def test_the_latest_rating_of_a_ticket_counts_whatever_the_arrival() -> None:
+    """Score 1 first gave `at_risk`, score 5 first `customer`: the first to arrive counted, for the stage
+    and the counters. Now the latest by (occurred_at, event_id) does, for both."""
+    low = event("csat.submitted", score=1, at="2026-03-01T00:00:00Z")
+    high = event("csat.submitted", score=5, at="2026-03-02T00:00:00Z")
+    opened, won = event("ticket.opened", at="2026-02-01T00:00:00Z"), event("deal.won")
+    outcomes = []
+    for order in ([won, opened, low, high], [won, opened, high, low], [won, high, low, opened]):
+        journeys, applied = run(order)
+        assert stage_now(journeys) is Stage.CUSTOMER
+        assert journeys.tickets["t-1"].csat_score == 5
+        assert net(applied, "csat") == Counter({("csat", ("5", "email"), 1.0): 1})
+        outcomes.append(sorted(a.outcome for a in applied))
+    assert outcomes[0] == outcomes[1] == outcomes[2]  # each rating is processed, whichever came first
+
+
+def test_a_newer_rating_replaces_the_older_in_the_stage_window() -> None:
+    """The window of recent ratings holds one per ticket: a ticket rated 1, then 5, is a 5."""
+    journeys, _ = run(
+        [
+            event("deal.won"),
+            event("csat.submitted", ticket_id="t-1", score=1, at="2026-03-01T00:00:00Z"),
+            event("csat.submitted", ticket_id="t-2", score=2, at="2026-03-02T00:00:00Z"),
+        ]
+    )
+    assert stage_now(journeys) is Stage.AT_RISK
+    journeys.apply(as_event(event("csat.submitted", ticket_id="t-1", score=5, at="2026-03-03T00:00:00Z")))
+    journeys.apply(as_event(event("csat.submitted", ticket_id="t-2", score=5, at="2026-03-04T00:00:00Z")))
+    assert [score for *_, score in journeys.customers["c-1"].recent_csat] == [5, 5]
+    assert stage_now(journeys) is Stage.CUSTOMER
+
+
+def test_sales_cycle_does_not_depend_on_arrival_order() -> None:
+    """`deal.won` before `lead.created` never observed the cycle; an earlier lead arriving last kept the
+    later one's."""
+    first_lead = event("lead.created", at="2026-01-01T00:00:00Z")
+    second_lead = event("lead.created", at="2026-01-11T00:00:00Z")
+    won = event("deal.won", at="2026-02-01T00:00:00Z")
+    for order in ([first_lead, second_lead, won], [won, second_lead, first_lead], [second_lead, won, first_lead]):
+        _, applied = run(order)
+        assert net(applied, "sales_cycle") == Counter({("sales_cycle", (), 31 * 86400.0): 1})
+    _, applied = run([second_lead, won, first_lead])
+    retracted = [o.value for a in applied for o in a.observations if o.name == "sales_cycle_retracted"]
+    assert retracted == [21 * 86400.0]
+
+
+def test_a_deal_lost_then_won_counts_as_won_only() -> None:
+    lost, won = event("deal.lost", at="2026-03-01T00:00:00Z"), event("deal.won", at="2026-03-02T00:00:00Z")
+    for order in ([lost, won], [won, lost]):
+        journeys, applied = run(order)
+        assert net(applied, "deal_") == Counter({("deal_won", ("ana",), 1.0): 1})
+        assert journeys.deals["d-1"].status == "won"
+        customer = journeys.customers["c-1"]
+        assert (customer.won_deals, customer.open_deals, customer.lost_deals) == (1, 0, 0)
+
+
+def test_what_comes_before_the_opening_counts_under_the_tickets_channel() -> None:
+    """Resolutions before `ticket.opened` were counted under channel `unknown`, their resolution time
+    under the real one. Now every ticket figure waits for the channel, and each resolution counts."""
+    opened = event("ticket.opened", channel="chat", priority="high", at="2026-03-01T00:00:00Z")
+    first = event("ticket.resolved", contacts=1, handling_seconds=60, at="2026-03-01T01:00:00Z")
+    reopened = event("ticket.reopened", at="2026-03-01T02:00:00Z")
+    second = event("ticket.resolved", contacts=3, handling_seconds=300, at="2026-03-01T03:00:00Z")
+    responded = event("ticket.responded", at="2026-03-01T00:10:00Z")
+    expected = Counter(
+        {
+            ("ticket_opened", ("chat", "high"), 1.0): 1,
+            ("ticket_resolved", ("chat",), 1.0): 2,
+            ("ticket_first_contact_resolved", ("chat",), 1.0): 1,
+            ("ticket_handling", ("chat",), 60.0): 1,
+            ("ticket_handling", ("chat",), 300.0): 1,
+            ("ticket_resolution", ("chat", "high"), 3600.0): 1,
+            ("ticket_resolution", ("chat", "high"), 3 * 3600.0): 1,
+            ("ticket_reopened", ("chat",), 1.0): 1,
+            ("ticket_first_response", ("chat",), 600.0): 1,
+        }
+    )
+    for order in (
+        [opened, responded, first, reopened, second],
+        [second, reopened, first, responded, opened],
+        [first, opened, second, responded, reopened],
+    ):
+        journeys, applied = run(order)
+        assert net(applied, "ticket_") == expected
+        ticket = journeys.tickets["t-1"]
+        assert (ticket.resolutions, ticket.first_contact_resolutions, ticket.contacts) == (2, 1, 3)
+        assert ticket.early_resolutions == [] and ticket.early_reopens == 0
+
+
+def test_an_earlier_first_response_arriving_later_replaces_the_first() -> None:
+    opened = event("ticket.opened", at="2026-03-01T00:00:00Z")
+    late, early = (event("ticket.responded", at=f"2026-03-01T00:{minute}:00Z") for minute in ("30", "05"))
+    _, applied = run([opened, late, early])
+    assert net(applied, "ticket_first_response") == Counter({("ticket_first_response", ("email",), 300.0): 1})
 
 
 def test_low_csat_puts_a_customer_at_risk_and_recovery_brings_it_back() -> None:

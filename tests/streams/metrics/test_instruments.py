@@ -8,22 +8,24 @@ from datetime import datetime
 from pathlib import Path
 
 import orjson
+import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 from sqlalchemy import Engine
 
 from streams.contract.messages import RawMessage
-from streams.contract.vocabulary import EVENT_TOPICS
+from streams.contract.vocabulary import EVENT_TOPICS, TICKET_CHANNELS
 from streams.db.engine import make_engine
 from streams.db.migrations import upgrade
 from streams.db.repository import Repository
+from streams.domain.journey import UNKNOWN
 from streams.metrics.exposition import scrape
 from streams.metrics.instruments import LifecycleMetrics
 from streams.metrics.labels import OTHER_OWNER, BoundedLabel
 from streams.metrics.quotas import Quotas
 from streams.metrics.read_model import ReadModelCollector
 from streams.metrics.scraped import metric_value
-from streams.pipeline.service import Pipeline
+from streams.pipeline.service import BatchResult, Pipeline, Series
 from tests.support import event
 
 TOPICS = {"leads": "leads", "deals": "deals", "tickets": "tickets"}
@@ -42,6 +44,110 @@ def test_known_label_children_exist_at_zero_from_start_up() -> None:
     assert 'lifecycle_csat_responses_total{channel="chat",score="1"} 0.0' in text
     assert 'lifecycle_leads_total{channel="partner"} 0.0' in text
     assert 'lifecycle_events_total{outcome="dead_lettered",topic="tickets",type="invalid"} 0.0' in text
+
+
+# metric -> its *_retracted twin (docs/metrics.md, "Order-freedom"): the recording rules subtract one from
+# the other label set by label set (histograms bucket by bucket), so the twin must have every child of
+# the metric, at 0 from start-up, and the same buckets
+TWINS = {
+    "lifecycle_deals_lost_total": "lifecycle_deals_lost_retracted_total",
+    "lifecycle_sales_cycle_seconds_bucket": "lifecycle_sales_cycle_retracted_seconds_bucket",
+    "lifecycle_csat_responses_total": "lifecycle_csat_responses_retracted_total",
+    "lifecycle_csat_score_points_total": "lifecycle_csat_score_points_retracted_total",
+    "lifecycle_ticket_first_response_seconds_bucket": "lifecycle_ticket_first_response_retracted_seconds_bucket",
+}
+
+
+def samples(registry: CollectorRegistry) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in registry.collect()
+        for s in family.samples
+        if not s.name.endswith("_created")
+    }
+
+
+def test_every_twin_exists_at_zero_from_start_up_with_its_metrics_label_sets() -> None:
+    registry = CollectorRegistry()
+    LifecycleMetrics(registry).create_known_children(TOPICS.values(), EVENT_TOPICS)
+    got = samples(registry)
+    for metric, twin in TWINS.items():
+        of_metric = {labels for name, labels in got if name == metric}
+        of_twin = {labels for name, labels in got if name == twin}
+        assert of_metric and of_twin == of_metric, twin
+        assert all(got[twin, labels] == 0 for labels in of_twin), twin
+    value = registry.get_sample_value
+    assert value("lifecycle_deals_lost_retracted_total") == 0
+    assert value("lifecycle_sales_cycle_retracted_seconds_count") == 0
+    for channel in (*TICKET_CHANNELS, UNKNOWN):
+        assert value("lifecycle_csat_score_points_retracted_total", {"channel": channel}) == 0
+        assert value("lifecycle_ticket_first_response_retracted_seconds_count", {"channel": channel}) == 0
+        for score in "12345":
+            assert value("lifecycle_csat_responses_retracted_total", {"score": score, "channel": channel}) == 0
+
+
+@pytest.mark.parametrize(
+    ("observations", "twin", "expected"),
+    [
+        pytest.param(
+            {("deal_lost_retracted", ()): [1.0, 1.0]},
+            "lifecycle_deals_lost_retracted",
+            {("lifecycle_deals_lost_retracted_total", ()): 2},
+            id="deal_lost",
+        ),
+        pytest.param(
+            {("sales_cycle_retracted", ()): [2 * 86400.0]},
+            "lifecycle_sales_cycle_retracted_seconds",
+            {
+                ("lifecycle_sales_cycle_retracted_seconds_count", ()): 1,
+                ("lifecycle_sales_cycle_retracted_seconds_sum", ()): 172800,
+                ("lifecycle_sales_cycle_retracted_seconds_bucket", (("le", "86400.0"),)): 0,
+                ("lifecycle_sales_cycle_retracted_seconds_bucket", (("le", "259200.0"),)): 1,
+            },
+            id="sales_cycle",
+        ),
+        pytest.param(
+            {("csat_retracted", ("1", "email")): [1.0], ("csat_retracted", ("4", "chat")): [1.0, 1.0]},
+            "lifecycle_csat_",
+            {
+                ("lifecycle_csat_responses_retracted_total", (("score", "1"), ("channel", "email"))): 1,
+                ("lifecycle_csat_responses_retracted_total", (("score", "4"), ("channel", "chat"))): 2,
+                ("lifecycle_csat_score_points_retracted_total", (("channel", "email"),)): 1,
+                ("lifecycle_csat_score_points_retracted_total", (("channel", "chat"),)): 8,
+            },
+            id="csat",
+        ),
+        pytest.param(
+            {("ticket_first_response_retracted", ("phone",)): [600.0]},
+            "lifecycle_ticket_first_response_retracted_seconds",
+            {
+                ("lifecycle_ticket_first_response_retracted_seconds_count", (("channel", "phone"),)): 1,
+                ("lifecycle_ticket_first_response_retracted_seconds_sum", (("channel", "phone"),)): 600,
+                (
+                    "lifecycle_ticket_first_response_retracted_seconds_bucket",
+                    (("channel", "phone"), ("le", "300.0")),
+                ): 0,
+                (
+                    "lifecycle_ticket_first_response_retracted_seconds_bucket",
+                    (("channel", "phone"), ("le", "900.0")),
+                ): 1,
+            },
+            id="ticket_first_response",
+        ),
+    ],
+)
+def test_a_retraction_counts_in_its_twin_and_nowhere_else(
+    observations: dict[Series, list[float]], twin: str, expected: dict[tuple[str, tuple[tuple[str, str], ...]], float]
+) -> None:
+    registry = CollectorRegistry()
+    metrics = LifecycleMetrics(registry)
+    metrics.create_known_children(TOPICS.values(), EVENT_TOPICS)
+    before = samples(registry)
+    metrics.record(BatchResult(observations=observations))
+    for (name, labels), value in expected.items():
+        assert registry.get_sample_value(name, dict(labels)) == value, (name, labels)
+    changed = {name for (name, labels), value in samples(registry).items() if before.get((name, labels)) != value}
+    assert changed and all(name.startswith(twin) and "_retracted" in name for name in changed), changed
 
 
 def test_owner_label_is_bounded() -> None:

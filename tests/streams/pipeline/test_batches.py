@@ -28,9 +28,11 @@ class CountingRunner(PipelineRunner):
 
     calls = 0
 
-    async def process(self, messages: Sequence[PlainMessage], published: Sequence[str] = ()) -> BatchResult:
+    async def process(
+        self, messages: Sequence[PlainMessage], published: Sequence[str] = (), **kwargs: Any
+    ) -> BatchResult:
         self.calls += 1
-        return await super().process(messages, published)
+        return await super().process(messages, published, **kwargs)
 
 
 def faust_event(document: dict[str, Any], offset: int) -> Any:
@@ -151,11 +153,13 @@ class GatedMarks(CountingRunner):
         super().__init__(*args, **kwargs)
         self.marking, self.gate = asyncio.Event(), asyncio.Event()
 
-    async def process(self, messages: Sequence[PlainMessage], published: Sequence[str] = ()) -> BatchResult:
+    async def process(
+        self, messages: Sequence[PlainMessage], published: Sequence[str] = (), **kwargs: Any
+    ) -> BatchResult:
         if not messages:
             self.marking.set()
             await self.gate.wait()
-        return await super().process(messages, published)
+        return await super().process(messages, published, **kwargs)
 
 
 def test_a_batch_published_while_the_idle_mark_is_written_is_marked_too(tmp_path: Path) -> None:
@@ -201,3 +205,19 @@ def test_a_rebalance_forgets_the_kept_states(tmp_path: Path) -> None:
         assert [(t.from_stage, t.to_stage) for t in won.transitions] == [("opportunity", "customer")]
 
     asyncio.run(asyncio.wait_for(scenario(), DEADLINE / 2))
+
+
+def test_the_outbox_is_published_a_page_at_a_time_however_long(tmp_path: Path) -> None:
+    """The replay at start read at most 10,000 transitions: a longer backlog stayed unpublished."""
+    handler, repository, _ = handler_on(tmp_path)
+    Pipeline(repository, TOPICS).process(messages_for([event("lead.created", f"c-{n}") for n in range(25)]))
+    assert len(repository.unpublished_transitions()) == 25
+    published = handler._to_lifecycle_topic
+    assert isinstance(published, Recorder)
+
+    async def scenario() -> None:
+        assert await handler.publish_outbox(page=10) == 25
+
+    asyncio.run(asyncio.wait_for(scenario(), DEADLINE))
+    assert len(published.sent) == 25
+    assert repository.unpublished_transitions() == []

@@ -121,7 +121,7 @@ def test_a_failed_attempt_leaves_nothing_in_the_kept_states(database_url: str) -
     )
     assert [d.error_class for d in result.dead_letters] == [ErrorClass.REJECTED]
     assert [t.to_stage.value for t in result.transitions] == ["customer"]  # counted once, from the commit
-    kept, _, _ = repository.cache.customers(["c-1", "poison-2"])
+    kept, _ = repository.cache.customers(["c-1", "poison-2"])
     assert "poison-2" not in kept and all(state.converted_at is not None for state in kept.values())
     snapshot = table_snapshot(repository.engine)
     assert [(row[0], row[1]) for row in snapshot["customers"]] == [("c-1", "customer")]
