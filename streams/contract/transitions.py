@@ -16,5 +16,11 @@ def transition_message(transition: Transition) -> bytes:
             "to": transition.to_stage.value,
             "occurred_at": format_timestamp(transition.occurred_at),
             "event_id": transition.event_id,
+            "previous_stage_entered_at": (
+                format_timestamp(transition.previous_stage_entered_at)
+                if transition.previous_stage_entered_at is not None
+                else None
+            ),
+            "seconds_in_previous_stage": transition.seconds_in_previous_stage,
         }
     )

@@ -86,6 +86,8 @@ class StageTransition(Base):
     event_id: Mapped[str] = mapped_column(String(128), unique=True)
     # outbox flag: set once the transition is on the `lifecycle` topic
     published: Mapped[bool] = mapped_column(Boolean, default=False)
+    previous_stage_entered_at: Mapped[datetime | None] = mapped_column(DateTime)
+    seconds_in_previous_stage: Mapped[float | None] = mapped_column(Float)
 
 
 class ProcessedEvent(Base):

@@ -46,7 +46,14 @@ ENTRIES: dict[str, Entries] = {
     "journey": Entries(
         StageTransition,
         (StageTransition.occurred_at, StageTransition.id),
-        lambda t: {"from": t.from_stage, "to": t.to_stage, "occurred_at": _time(t.occurred_at), "event_id": t.event_id},
+        lambda t: {
+            "from": t.from_stage,
+            "to": t.to_stage,
+            "occurred_at": _time(t.occurred_at),
+            "event_id": t.event_id,
+            "previous_stage_entered_at": _time(t.previous_stage_entered_at),
+            "seconds_in_previous_stage": t.seconds_in_previous_stage,
+        },
     ),
     "deals": Entries(
         Deal,

@@ -44,7 +44,16 @@ class WorkingSet:
 _VALUES = {cls: operator.attrgetter(*fields) for cls, fields in FIELDS.items()}
 _STAGE, _RECENT_CSAT = (FIELDS[CustomerState].index(name) for name in ("stage", "recent_csat"))
 _EARLY_RESOLUTIONS = FIELDS[TicketState].index("early_resolutions")
-_TRANSITION_COLUMNS = ("customer_id", "from_stage", "to_stage", "occurred_at", "event_id", "published")
+_TRANSITION_COLUMNS = (
+    "customer_id",
+    "from_stage",
+    "to_stage",
+    "occurred_at",
+    "event_id",
+    "published",
+    "previous_stage_entered_at",
+    "seconds_in_previous_stage",
+)
 _PROCESSED_COLUMNS = ("event_id", "digest", "kept_until")
 _PART_COLUMNS = ("batch_id", "part", "committed_at", "result")
 
@@ -87,6 +96,8 @@ def _transition(row: StageTransition) -> Transition:
         Stage(row.to_stage),
         row.occurred_at,
         row.event_id,
+        row.previous_stage_entered_at,
+        row.seconds_in_previous_stage,
     )
 
 
@@ -220,6 +231,8 @@ class Repository:
                     t.occurred_at,
                     t.event_id,
                     False,
+                    t.previous_stage_entered_at,
+                    t.seconds_in_previous_stage,
                 )
                 for t in transitions
             ],

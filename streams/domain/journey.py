@@ -56,6 +56,10 @@ class Transition:
     to_stage: Stage
     occurred_at: datetime
     event_id: str
+    # when the stage left was entered, and how long the customer was in it (None for a new customer; 0
+    # when the events that entered and left it arrived against their time order)
+    previous_stage_entered_at: datetime | None = None
+    seconds_in_previous_stage: float | None = None
 
 
 @dataclass(slots=True)
@@ -221,10 +225,14 @@ class Journeys:
         stage = self.stage_of(customer)
         if stage == customer.stage:
             return None
-        previous = customer.stage
+        previous, entered = customer.stage, customer.stage_changed_at
         customer.stage, customer.stage_changed_at = stage, event.occurred_at
         observations.append(Observation("stage_transition", (previous.value if previous else "none", stage.value)))
-        return Transition(customer.customer_id, previous, stage, event.occurred_at, event.event_id)
+        seconds = None
+        if previous is not None and entered is not None:
+            seconds = max(0.0, (event.occurred_at - entered).total_seconds())
+            observations.append(Observation("stage_duration", (previous.value,), seconds))
+        return Transition(customer.customer_id, previous, stage, event.occurred_at, event.event_id, entered, seconds)
 
     def _check_ownership(self, event: Event) -> None:
         deal, ticket = event.deal_id, event.ticket_id

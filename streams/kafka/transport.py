@@ -1,4 +1,4 @@
-"""Faust's aiokafka transport with two costs taken out of the consumer (docs/performance.md).
+"""Faust's aiokafka transport with three costs taken out of the consumer (docs/performance.md).
 
 **Hand-over per fetch, not per message.** Faust's consumer hands every fetched message to the
 agents inside ``Service.wait_first(callback, suspend_flow)``: four tasks and an ``asyncio.wait`` per

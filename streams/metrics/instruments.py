@@ -24,6 +24,7 @@ HANDLING_BUCKETS = tuple(m * _MINUTE for m in (1, 2, 5, 10, 15, 30, 60, 120, 240
 RESOLUTION_BUCKETS = tuple(h * _HOUR for h in (0.25, 0.5, 1, 2, 4, 8, 24, 48, 72, 168, 336))
 FIRST_RESPONSE_BUCKETS = tuple(m * _MINUTE for m in (1, 5, 15, 30, 60, 120, 240, 480, 1440))
 DELAY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
+STAGE_DURATION_BUCKETS = tuple(h * _HOUR for h in (1, 6, 24, 72, 168, 336, 720, 1440, 2160, 4320, 8760))
 BATCH_EVENTS_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000)
 BATCH_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 BATCH_STEPS = ("write", "publish")
@@ -104,6 +105,12 @@ class LifecycleMetrics:
             "Stage changes; from_stage 'none' is a new customer.",
             ["from_stage", "to_stage"],
         )
+        self.stage_duration = h(
+            "lifecycle_stage_duration_seconds",
+            "Time in a stage, observed when the customer leaves it: its entry's occurred_at to its exit's.",
+            ["stage"],
+            STAGE_DURATION_BUCKETS,
+        )
         self.events = c("lifecycle_events", "Messages consumed, by outcome.", ["topic", "type", "outcome"])
         self.event_delay = h("lifecycle_event_delay_seconds", "Processed time minus occurred_at.", [], DELAY_BUCKETS)
         self.commit_delay = h(
@@ -147,6 +154,7 @@ class LifecycleMetrics:
             "csat": self._csat_recorder(self.csat, self.csat_points),
             "csat_retracted": self._csat_recorder(self.csat_retracted, self.csat_points_retracted),
             "stage_transition": _count(self.transitions),
+            "stage_duration": _observe(self.stage_duration),
             "event_delay": _observe(self.event_delay),
         }
 
@@ -191,6 +199,8 @@ class LifecycleMetrics:
                 self.csat.labels(str(score), channel)
                 self.csat_retracted.labels(str(score), channel)
         stages = [s.value for s in Stage]
+        for stage in stages:
+            self.stage_duration.labels(stage)
         for to_stage in stages:
             for from_stage in ("none", *stages):
                 if from_stage != to_stage:

@@ -263,3 +263,29 @@ def test_service_stage_never_falls_back(data: st.DataObject, docs: list[dict[str
         if in_service:
             assert stage in SERVICE_STAGES
         in_service = stage in SERVICE_STAGES
+
+
+def test_a_transition_says_when_the_stage_it_leaves_was_entered_and_how_long_it_lasted() -> None:
+    _, applied = run(
+        [
+            event("lead.created", at="2026-01-01T00:00:00Z"),
+            event("lead.qualified", at="2026-01-11T00:00:00Z"),
+            event("deal.won", at="2026-02-10T00:00:00Z"),
+            event("lead.created", at="2025-12-01T00:00:00Z"),  # an earlier lead, late: no stage change
+        ]
+    )
+    transitions = [a.transition for a in applied if a.transition is not None]
+    assert [(t.to_stage, t.seconds_in_previous_stage) for t in transitions] == [
+        (Stage.LEAD, None),
+        (Stage.QUALIFIED, 10 * 86400.0),
+        (Stage.CUSTOMER, 30 * 86400.0),
+    ]
+    assert [str(t.previous_stage_entered_at) for t in transitions[1:]] == ["2026-01-01 00:00:00", "2026-01-11 00:00:00"]
+    durations = [(o.labels, o.value) for a in applied for o in a.observations if o.name == "stage_duration"]
+    assert durations == [(("lead",), 10 * 86400.0), (("qualified",), 30 * 86400.0)]
+
+
+def test_a_stage_left_by_an_event_older_than_its_entry_lasted_zero_seconds() -> None:
+    """Out of time order the path is what arrival made it: the duration is never negative."""
+    _, applied = run([event("deal.opened", at="2026-01-10T00:00:00Z"), event("deal.won", at="2026-01-01T00:00:00Z")])
+    assert [a.transition.seconds_in_previous_stage for a in applied if a.transition] == [None, 0.0]

@@ -19,6 +19,7 @@ from streams.db.engine import make_engine
 from streams.db.migrations import upgrade
 from streams.db.repository import Repository
 from streams.domain.journey import UNKNOWN
+from streams.domain.stages import Stage
 from streams.metrics.exposition import scrape
 from streams.metrics.instruments import LifecycleMetrics
 from streams.metrics.labels import OTHER_OWNER, BoundedLabel
@@ -284,3 +285,15 @@ def test_a_scrape_of_selected_names_runs_sql_only_for_read_model_names(tmp_path:
     assert 'lifecycle_customers{stage="customer"} 0.0' in text
     assert metric_value(text, "noted_total") == 1
     assert "lifecycle_tickets_open" not in text and "lifecycle_conversions_total" not in text
+
+
+def test_time_in_stage_is_a_histogram_per_stage_left() -> None:
+    registry = CollectorRegistry()
+    metrics = LifecycleMetrics(registry)
+    metrics.create_known_children(["leads"], EVENT_TOPICS)
+    for stage in Stage:
+        assert registry.get_sample_value("lifecycle_stage_duration_seconds_count", {"stage": stage.value}) == 0
+    metrics.record(BatchResult(observations={("stage_duration", ("lead",)): [3600.0, 10 * 86400.0]}))
+    assert registry.get_sample_value("lifecycle_stage_duration_seconds_count", {"stage": "lead"}) == 2
+    assert registry.get_sample_value("lifecycle_stage_duration_seconds_sum", {"stage": "lead"}) == 3600.0 + 864000.0
+    assert registry.get_sample_value("lifecycle_stage_duration_seconds_bucket", {"stage": "lead", "le": "3600.0"}) == 1

@@ -24,7 +24,7 @@ from tests.support import TOPICS, event, messages_for, migrated, net_observation
 TIMES = [f"2026-0{month}-{day:02d}T0{hour}:00:00Z" for month in (1, 2) for day in (1, 9, 17) for hour in (0, 5)]
 # what the order of arrival decides, by design: the path (transitions, when the stage last changed)
 PATH = {"stage_changed_at"}
-PATH_OBSERVATIONS = {"stage_transition", "event_delay"}
+PATH_OBSERVATIONS = {"stage_transition", "stage_duration", "event_delay"}
 
 
 @st.composite

@@ -9,14 +9,16 @@ from pathlib import Path
 from typing import Any, cast
 from unittest import mock
 
+import orjson
 import pytest
 import sqlalchemy
 from sqlalchemy import Engine, Table, func, select
 from sqlalchemy.orm import Session
 
 from streams.cli.simulator import simulate
+from streams.contract.transitions import transition_message
 from streams.db.models import Customer, Deal, ProcessedEvent, StageTransition, Ticket
-from streams.db.queries import service_summary, stage_counts
+from streams.db.queries import customer_journey, service_summary, stage_counts
 from streams.db.repository import Repository
 from streams.domain.errors import ErrorClass
 from streams.domain.journey import Outcome
@@ -318,3 +320,21 @@ def test_an_event_reads_only_the_deals_it_names(database_url: str) -> None:
     with Session(engine) as session:
         customer = session.get(Customer, "c-1")
         assert customer is not None and (customer.won_deals, customer.lost_deals) == (50, 0)
+
+
+def test_time_in_the_previous_stage_is_recorded_published_and_answered(database_url: str) -> None:
+    engine = migrated(database_url)
+    repository = Repository(engine)
+    pipeline = Pipeline(repository, TOPICS)
+    pipeline.process(messages_for([event("lead.created", at="2026-01-01T00:00:00Z")]))
+    result = pipeline.process(messages_for([event("deal.opened", at="2026-01-03T12:00:00Z")]))
+    (transition,) = result.transitions
+    assert transition.seconds_in_previous_stage == 2.5 * 86400
+    message = orjson.loads(transition_message(transition))
+    assert message["previous_stage_entered_at"] == "2026-01-01T00:00:00Z"
+    assert message["seconds_in_previous_stage"] == 216000.0
+    # the outbox replays them as recorded
+    assert [t for _, t in repository.unpublished_transitions()][-1] == transition
+    journey = customer_journey(engine, "c-1")
+    assert journey is not None
+    assert [entry["seconds_in_previous_stage"] for entry in journey["journey"]] == [None, 216000.0]
