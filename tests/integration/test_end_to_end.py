@@ -58,7 +58,14 @@ def test_one_lead_created_goes_all_the_way_through(worker_env: dict[str, str], t
         journey = json.loads(body)
         assert journey["stage"] == "lead"
         assert journey["journey"] == [
-            {"from": None, "to": "lead", "occurred_at": "2026-03-01T10:00:00Z", "event_id": document["event_id"]}
+            {
+                "from": None,
+                "to": "lead",
+                "occurred_at": "2026-03-01T10:00:00Z",
+                "event_id": document["event_id"],
+                "previous_stage_entered_at": None,
+                "seconds_in_previous_stage": None,
+            }
         ]
         assert http_get(f"{worker.url}/customers/nobody")[0] == 404
     engine = make_engine(settings.sqlalchemy_url)
