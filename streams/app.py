@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import faust
 from faust.sensors.prometheus import FaustMetrics
@@ -99,7 +100,14 @@ def build(settings: Settings | None = None, *, registry: CollectorRegistry | Non
     quotas = Quotas.load(settings.quota_file, settings.quota_timezone) if settings.quota_file else None
     if quotas is not None:
         metrics.create_owner_children(quotas.by_owner, quotas.currency)
-    read_model = ReadModelCollector(engine, quotas, metrics.owner)
+    read_model = ReadModelCollector(
+        engine,
+        quotas,
+        metrics.owner,
+        retention_period=settings.retention_period,
+        zone=ZoneInfo(settings.quota_timezone),
+        retention_refresh_seconds=settings.retention_refresh_seconds,
+    )
 
     config = PipelineConfig.from_settings(settings)
     runner = (

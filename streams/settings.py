@@ -16,6 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streams.domain.periods import PeriodUnit
+
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
 
@@ -106,7 +108,20 @@ class Settings(BaseSettings):
     max_owner_labels: int = Field(100, ge=1, description="Distinct `owner` label values before 'other'.")
     quota_file: Path | None = Field(None, description="JSON file with sales quotas per owner and period.")
     quota_timezone: str = Field(
-        "UTC", description="IANA time zone (e.g. `Europe/Paris`) whose midnights start and end the quota periods."
+        "UTC",
+        description="IANA time zone (e.g. `Europe/Paris`) whose midnights start and end the quota and retention "
+        "periods.",
+    )
+    retention_period: PeriodUnit = Field(
+        "month",
+        description="The period (`month`, `quarter`, `year`) of the logo churn and revenue retention gauges: "
+        "the current one against its start and the one before.",
+    )
+    retention_refresh_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="How long the retention gauges are reused between scrapes: they read every won deal "
+        "before the period.",
     )
 
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="The worker's log level.")

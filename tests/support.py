@@ -43,6 +43,8 @@ def event(
         "ticket.resolved": {"ticket_id": "t-1", "handling_seconds": 600, "contacts": 1},
         "ticket.reopened": {"ticket_id": "t-1"},
         "csat.submitted": {"ticket_id": "t-1", "score": 5},
+        "customer.churned": {},
+        "nps.submitted": {"score": 9},
     }
     return {
         "event_id": f"ev-{next(_ids)}",

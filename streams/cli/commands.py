@@ -220,8 +220,9 @@ def cmd_live(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """Broker (unless KAFKA_BOOTSTRAP_SERVERS is set) + worker + simulator + live view."""
-    from streams.cli.live import live_view
+    """Broker (unless KAFKA_BOOTSTRAP_SERVERS is set) + worker + simulator + live view; it ends, once they
+    are stopped, on the Sales vs Service figures."""
+    from streams.cli.live import final_view, live_view
     from streams.kafka.broker import LocalKafka
 
     settings = _settings()
@@ -258,6 +259,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     child.kill()
         if kafka is not None:
             kafka.stop()
+    final_view(settings)
     return 0
 
 
@@ -306,7 +308,7 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("rebuild", help="rebuild the read model from the topics (stop the workers first)").set_defaults(
         func=cmd_rebuild
     )
-    live = commands.add_parser("live", help="terminal view of the funnel and service figures")
+    live = commands.add_parser("live", help="terminal view of the funnel and of sales vs service")
     live.add_argument("--interval", type=float, default=2.0)
     live.add_argument("--once", action="store_true")
     live.set_defaults(func=cmd_live)

@@ -69,6 +69,8 @@ def validate_document(document: Any, *, may_hold_nul: bool = True) -> Event:
                 raise InvalidEvent(ErrorClass.INVALID_FIELD, f"data.{name} must not contain a NUL character (U+0000)")
     if event_type in MONEY_TYPES and document["currency"] not in CURRENCIES:
         raise InvalidEvent(ErrorClass.INVALID_FIELD, f"data.currency {document['currency']!r} is not an ISO 4217 code")
+    if event_type == "lead.created" and document.get("referred_by") == document["customer_id"]:
+        raise InvalidEvent(ErrorClass.INVALID_FIELD, "data.referred_by must be another customer than customer_id")
     try:
         occurred_at = parse_timestamp(document["occurred_at"])
     except ValueError as exc:

@@ -28,6 +28,24 @@ class Customer(Base):
     won_deals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     open_deals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     lost_deals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    first_won_deal_id: Mapped[str | None] = mapped_column(String(128))
+    # the latest commercial facts in time order, [occurred_at ISO, event_id, "won" | "churned"]
+    # (streams.domain.journey), and what the ones dropped from it leave
+    commercial_facts: Mapped[list[list[object]] | None] = mapped_column(JSON)
+    earlier_win_backs: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    earlier_fact: Mapped[str | None] = mapped_column(String(8))
+    churned_at: Mapped[datetime | None] = mapped_column(DateTime)
+    churn_event_id: Mapped[str | None] = mapped_column(String(128))
+    churns: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    churn_band: Mapped[str | None] = mapped_column(String(8))
+    csat_band: Mapped[str] = mapped_column(String(8), default="none", server_default="none")
+    referred_by: Mapped[str | None] = mapped_column(String(64), index=True)
+    referral_at: Mapped[datetime | None] = mapped_column(DateTime)
+    referral_event_id: Mapped[str | None] = mapped_column(String(128))
+    won_revenue: Mapped[dict[str, float] | None] = mapped_column(JSON)
+    nps_score: Mapped[int | None] = mapped_column(Integer)
+    nps_at: Mapped[datetime | None] = mapped_column(DateTime)
+    nps_event_id: Mapped[str | None] = mapped_column(String(128))
 
 
 class Deal(Base):
@@ -46,6 +64,7 @@ class Deal(Base):
     lost_at: Mapped[datetime | None] = mapped_column(DateTime)
     closed_at: Mapped[datetime | None] = mapped_column(DateTime)
     pipeline_stage_event_id: Mapped[str | None] = mapped_column(String(128))
+    kind: Mapped[str | None] = mapped_column(String(16))  # as declared; NULL: by the default rule (docs/metrics.md)
 
 
 class Ticket(Base):
@@ -88,6 +107,17 @@ class StageTransition(Base):
     published: Mapped[bool] = mapped_column(Boolean, default=False)
     previous_stage_entered_at: Mapped[datetime | None] = mapped_column(DateTime)
     seconds_in_previous_stage: Mapped[float | None] = mapped_column(Float)
+
+
+class Churn(Base):
+    """Every customer.churned event: the periods' churn figures count them."""
+
+    __tablename__ = "churns"
+
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(64), index=True)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    reason: Mapped[str | None] = mapped_column(String(256))
 
 
 class ProcessedEvent(Base):

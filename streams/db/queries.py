@@ -6,20 +6,30 @@ import base64
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from types import MappingProxyType
 from typing import Any, TypedDict
 from urllib.parse import quote, urlencode
 
 import orjson
-from sqlalchemy import BigInteger, ColumnElement, Engine, and_, func, or_, select
+from sqlalchemy import BigInteger, ColumnElement, Engine, and_, case, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from streams.contract.timestamps import format_timestamp
 from streams.contract.vocabulary import could_be_customer_id
-from streams.db.models import Customer, Deal, StageTransition, Ticket
+from streams.db.models import Churn, Customer, Deal, StageTransition, Ticket
+from streams.db.retention import period_retention, revenue_by_kind
 from streams.domain.errors import InvalidRequest
-from streams.domain.figures import first_contact_resolution_rate, ratio
+from streams.domain.figures import (
+    PASSIVE_SCORE,
+    PROMOTER_SCORE,
+    conversion_rate,
+    first_contact_resolution_rate,
+    net_promoter_score,
+    ratio,
+)
+from streams.domain.journey import kind_of
+from streams.domain.stages import Stage
 
 
 def _time(value: Any) -> str | None:
@@ -34,11 +44,21 @@ _NOT_A_CURSOR = "after must be the cursor of a next link of this list"
 
 @dataclass(frozen=True)
 class Entries:
-    """One of a customer's lists, paged by keyset: ``key`` (unique columns) orders it, ``show`` is an entry."""
+    """One of a customer's lists, paged by keyset: ``key`` (unique columns) orders it, ``show`` is an
+    entry (given the row and its customer)."""
 
     model: Any
     key: tuple[InstrumentedAttribute[Any], ...]
-    show: Callable[[Any], dict[str, Any]]
+    show: Callable[[Any, Customer], dict[str, Any]]
+
+
+def effective_kind(deal: Deal, customer: Customer) -> str | None:
+    """A won deal's kind as the metrics count it (:func:`streams.db.retention.deal_kind`): declared, else
+    new business for the customer's first won deal and expansion for the others; a deal not won: as
+    declared (None: none yet)."""
+    if deal.status != "won":
+        return deal.kind
+    return kind_of(deal.kind, deal.deal_id, customer.first_won_deal_id)
 
 
 # list name -> the list (the name is its path under /customers/{id} and its field in the answers)
@@ -46,7 +66,7 @@ ENTRIES: dict[str, Entries] = {
     "journey": Entries(
         StageTransition,
         (StageTransition.occurred_at, StageTransition.id),
-        lambda t: {
+        lambda t, _: {
             "from": t.from_stage,
             "to": t.to_stage,
             "occurred_at": _time(t.occurred_at),
@@ -58,18 +78,19 @@ ENTRIES: dict[str, Entries] = {
     "deals": Entries(
         Deal,
         (Deal.deal_id,),
-        lambda d: {
+        lambda d, customer: {
             "deal_id": d.deal_id,
             "status": d.status,
             "amount": d.amount,
             "currency": d.currency,
             "owner": d.owner,
+            "kind": effective_kind(d, customer),
         },
     ),
     "tickets": Entries(
         Ticket,
         (Ticket.ticket_id,),
-        lambda t: {"ticket_id": t.ticket_id, "status": t.status, "channel": t.channel, "csat_score": t.csat_score},
+        lambda t, _: {"ticket_id": t.ticket_id, "status": t.status, "channel": t.channel, "csat_score": t.csat_score},
     ),
 }
 
@@ -123,20 +144,21 @@ def _limit(query: Mapping[str, str]) -> int:
 
 
 def _page(
-    session: Session, customer_id: str, name: str, limit: int, after: ColumnElement[bool] | None = None
+    session: Session, customer: Customer, name: str, limit: int, after: ColumnElement[bool] | None = None
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """Up to ``limit`` entries of the list ``name`` and the link to the next page (None: no more)."""
+    """Up to ``limit`` entries of ``customer``'s list ``name`` and the link to the next page (None: no more)."""
     entries = ENTRIES[name]
+    customer_id = customer.customer_id
     statement = select(entries.model).where(entries.model.customer_id == customer_id)
     if after is not None:
         statement = statement.where(after)
     rows = session.scalars(statement.order_by(*entries.key).limit(limit + 1)).all()
     if len(rows) <= limit:
-        return [entries.show(row) for row in rows], None
+        return [entries.show(row, customer) for row in rows], None
     rows = rows[:limit]
     cursor = _cursor([getattr(rows[-1], column.key) for column in entries.key])
     link = f"/customers/{quote(customer_id, safe='')}/{name}?{urlencode({'after': cursor, 'limit': limit})}"
-    return [entries.show(row) for row in rows], link
+    return [entries.show(row, customer) for row in rows], link
 
 
 def customer_journey(engine: Engine, customer_id: str, query: Mapping[str, str] = EMPTY_QUERY) -> dict[str, Any] | None:
@@ -149,13 +171,18 @@ def customer_journey(engine: Engine, customer_id: str, query: Mapping[str, str] 
         customer = session.get(Customer, customer_id)
         if customer is None:
             return None
-        pages = {name: _page(session, customer_id, name, limit) for name in ENTRIES}
+        pages = {name: _page(session, customer, name, limit) for name in ENTRIES}
         return {
             "customer_id": customer.customer_id,
             "stage": customer.stage,
             "first_seen_at": _time(customer.first_seen_at),
             "stage_changed_at": _time(customer.stage_changed_at),
             "converted_at": _time(customer.converted_at),
+            "churns": customer.churns,
+            "churned_at": _time(customer.churned_at),
+            "referred_by": customer.referred_by,
+            "csat_band": customer.csat_band,
+            "nps_score": customer.nps_score,
             **{name: entries for name, (entries, _) in pages.items()},
             "links": {f"{name}_next": link for name, (_, link) in pages.items()},
         }
@@ -172,9 +199,10 @@ def customer_entries(
     cursor = query.get("after")
     after = None if cursor is None else _after(ENTRIES[name], cursor)
     with Session(engine) as session:
-        if session.get(Customer, customer_id) is None:
+        customer = session.get(Customer, customer_id)
+        if customer is None:
             return None
-        entries, link = _page(session, customer_id, name, limit, after)
+        entries, link = _page(session, customer, name, limit, after)
         return {"customer_id": customer_id, name: entries, "links": {f"{name}_next": link}}
 
 
@@ -185,19 +213,45 @@ def stage_counts(engine: Engine) -> dict[str, int]:
 
 
 class ServiceSummary(TypedDict):
-    """What :func:`service_summary` answers, typed for the live view."""
+    """What :func:`service_summary` answers, typed for the live view. Amounts are by currency: currencies
+    are never added together."""
 
     won_deals: int
     lost_deals: int
-    won_revenue: dict[str, float]  # currency -> sum of the won amounts: currencies are never added together
+    won_revenue: dict[str, float]  # currency -> sum of the won amounts, every kind
     csat_responses: int
     csat_share: float | None
     fcr_rate: float | None
     open_tickets: int
+    # sales
+    leads: int  # customers with a lead.created
+    converted_leads: int  # of them, those with a won deal
+    conversion_rate: float | None  # converted_leads / leads
+    revenue_by_kind: dict[str, dict[str, float]]  # kind (new_business, renewal, expansion) -> currency -> amount
+    # service
+    referral_revenue: dict[str, float]  # won revenue of the customers a referral brought
+    churns: int  # customer.churned events
+    churned_customers: int  # customers in the stage churned now
+    nps_promoters: int  # customers by their latest NPS answer (relationship NPS)
+    nps_detractors: int
+    nps_responses: int
+    nps: float | None  # -100 to 100
+    # the current retention period (LIFECYCLE_RETENTION_PERIOD), to now
+    retention_period: str
+    period_start: datetime  # naive UTC, as the database's times
+    period_churns: int
+    period_customers_at_start: int
+    period_logo_churn_rate: float | None
+    period_revenue_retention: dict[str, float]  # currency -> renewal + expansion won / the period before's revenue
 
 
-def service_summary(engine: Engine) -> ServiceSummary:
-    """Headline figures over all stored tickets and deals (docs/metrics.md defines each)."""
+def service_summary(
+    engine: Engine, *, retention_period: str = "month", zone: tzinfo = UTC, now: datetime | None = None
+) -> ServiceSummary:
+    """Headline figures over all stored tickets, deals, churns and NPS answers (docs/metrics.md defines
+    each), and the retention figures of the ``retention_period`` holding the aware ``now`` (default: the
+    current time), its boundaries midnights in ``zone``."""
+    now = now or datetime.now(UTC)
     with Session(engine) as session:
         revenue = select(Deal.currency, func.sum(Deal.amount)).where(Deal.status == "won").group_by(Deal.currency)
         won_revenue = {currency: float(total or 0) for currency, total in session.execute(revenue) if currency}
@@ -213,12 +267,62 @@ def service_summary(engine: Engine) -> ServiceSummary:
             )
         ).one()
         open_tickets = session.scalar(select(func.count()).where(Ticket.status == "open"))
-        return {
-            "won_deals": int(won or 0),
-            "lost_deals": int(lost or 0),
-            "won_revenue": won_revenue,
-            "csat_responses": int(responses or 0),
-            "csat_share": ratio(satisfied or 0, responses or 0),
-            "fcr_rate": first_contact_resolution_rate(int(first_contact), int(resolutions)),
-            "open_tickets": int(open_tickets or 0),
-        }
+        leads, converted = session.execute(
+            select(func.count(), func.count(Customer.converted_at)).where(Customer.first_lead_at.is_not(None))
+        ).one()
+        by_kind = revenue_by_kind(session)
+        referred = (
+            select(Deal.currency, func.sum(Deal.amount))
+            .join(Customer, Customer.customer_id == Deal.customer_id)
+            .where(Deal.status == "won", Customer.referred_by.is_not(None))
+            .group_by(Deal.currency)
+        )
+        referral_revenue = {currency: float(total or 0) for currency, total in session.execute(referred) if currency}
+        churns = session.scalar(select(func.count()).select_from(Churn))
+        churned = session.scalar(select(func.count()).where(Customer.stage == Stage.CHURNED.value))
+        promoters, detractors, answers = session.execute(
+            select(
+                func.coalesce(func.sum(case((Customer.nps_score >= PROMOTER_SCORE, 1), else_=0)), 0),
+                func.coalesce(func.sum(case((Customer.nps_score < PASSIVE_SCORE, 1), else_=0)), 0),
+                func.count(Customer.nps_score),
+            )
+        ).one()
+    period = period_retention(engine, retention_period, zone, now)
+    return {
+        "won_deals": int(won or 0),
+        "lost_deals": int(lost or 0),
+        "won_revenue": won_revenue,
+        "csat_responses": int(responses or 0),
+        "csat_share": ratio(satisfied or 0, responses or 0),
+        "fcr_rate": first_contact_resolution_rate(int(first_contact), int(resolutions)),
+        "open_tickets": int(open_tickets or 0),
+        "leads": int(leads),
+        "converted_leads": int(converted),
+        "conversion_rate": conversion_rate(int(converted), int(leads)),
+        "revenue_by_kind": by_kind,
+        "referral_revenue": referral_revenue,
+        "churns": int(churns or 0),
+        "churned_customers": int(churned or 0),
+        "nps_promoters": int(promoters),
+        "nps_detractors": int(detractors),
+        "nps_responses": int(answers),
+        "nps": net_promoter_score(int(promoters), int(detractors), int(answers)),
+        "retention_period": retention_period,
+        "period_start": period.start,
+        "period_churns": period.churns,
+        "period_customers_at_start": period.customers_at_start,
+        "period_logo_churn_rate": period.logo_churn_rate,
+        "period_revenue_retention": period.revenue_retention(),
+    }
+
+
+def quota_won_by_owner(engine: Engine, currency: str, start: datetime, end: datetime) -> dict[str, float]:
+    """Won revenue in ``currency`` of the deals won in ``[start, end)`` (naive UTC), by owner: what quota
+    attainment divides (docs/metrics.md, "quota attainment")."""
+    with Session(engine) as session:
+        rows = session.execute(
+            select(Deal.owner, func.sum(Deal.amount))
+            .where(Deal.status == "won", Deal.won_at >= start, Deal.won_at < end, Deal.currency == currency)
+            .group_by(Deal.owner)
+        ).tuples()
+        return {str(owner): float(total or 0) for owner, total in rows if owner is not None}

@@ -19,7 +19,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import Delete, Engine, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
-from streams.db.models import Base, BatchPart, Customer, Deal, ProcessedEvent, StageTransition, Ticket
+from streams.db.models import Base, BatchPart, Churn, Customer, Deal, ProcessedEvent, StageTransition, Ticket
 from streams.db.postgresql import PostgreSQLStatements
 from streams.db.sqlite import SQLiteStatements
 from streams.db.state_cache import StateCache
@@ -42,7 +42,9 @@ class WorkingSet:
 
 
 _VALUES = {cls: operator.attrgetter(*fields) for cls, fields in FIELDS.items()}
-_STAGE, _RECENT_CSAT = (FIELDS[CustomerState].index(name) for name in ("stage", "recent_csat"))
+_STAGE, _RECENT_CSAT, _FACTS, _WON_REVENUE = (
+    FIELDS[CustomerState].index(name) for name in ("stage", "recent_csat", "commercial_facts", "won_revenue")
+)
 _EARLY_RESOLUTIONS = FIELDS[TicketState].index("early_resolutions")
 _TRANSITION_COLUMNS = (
     "customer_id",
@@ -55,6 +57,7 @@ _TRANSITION_COLUMNS = (
     "seconds_in_previous_stage",
 )
 _PROCESSED_COLUMNS = ("event_id", "digest", "kept_until")
+_CHURN_COLUMNS = ("event_id", "customer_id", "occurred_at", "reason")
 _PART_COLUMNS = ("batch_id", "part", "committed_at", "result")
 
 
@@ -65,6 +68,8 @@ def _row(state: CustomerState | DealState | TicketState) -> tuple[Any, ...]:
         values = list(row)
         values[_STAGE] = state.stage.value if state.stage else None
         values[_RECENT_CSAT] = [list(entry) for entry in state.recent_csat]
+        values[_FACTS] = [list(entry) for entry in state.commercial_facts]
+        values[_WON_REVENUE] = dict(state.won_revenue)
         row = tuple(values)
     elif isinstance(state, TicketState) and state.early_resolutions:
         values = list(row)
@@ -178,9 +183,11 @@ class Repository:
         customer_ids: Collection[str],
         deal_ids: Collection[str],
         ticket_ids: Collection[str],
+        winning_customer_ids: Collection[str] = (),
     ) -> WorkingSet:
+        """``winning_customer_ids``: customers with a deal.won in the batch, whose first won deal is loaded
+        too (a win can take its place, and its kind with it)."""
         customers, missed_customers = self.cache.customers(customer_ids)
-        deals, missed_deals = self.cache.deals(deal_ids)
         tickets, missed_tickets = self.cache.tickets(ticket_ids)
         with self._sql.selecting_by_lists(session):
             processed = self._select_rows(session, ProcessedEvent, ("event_id", "digest"), "event_id", event_ids)
@@ -188,7 +195,15 @@ class Repository:
             for state in self._select_states(session, Customer, CustomerState, "customer_id", missed_customers):
                 state.stage = Stage(state.stage) if state.stage else None
                 state.recent_csat = [(str(a), str(b), int(c)) for a, b, c in state.recent_csat or []]
+                state.commercial_facts = [(str(a), str(b), str(c)) for a, b, c in state.commercial_facts or []]
+                state.won_revenue = {str(k): float(v) for k, v in (state.won_revenue or {}).items()}
                 customers[state.customer_id] = state
+            firsts = {
+                first
+                for key in winning_customer_ids
+                if (first := customers[key].first_won_deal_id if key in customers else None) is not None
+            }
+            deals, missed_deals = self.cache.deals({*deal_ids, *firsts})
             # only the deals the batch names: the stage rule reads the customer's counts of deals by status
             for deal in self._select_states(session, Deal, DealState, "deal_id", missed_deals):
                 deals[deal.deal_id] = deal
@@ -219,6 +234,7 @@ class Repository:
         self._upsert(session, Deal, journeys.deals, journeys.changed_deals, working.deal_rows)
         self._upsert(session, Ticket, journeys.tickets, journeys.changed_tickets, working.ticket_rows)
         self._insert(session, ProcessedEvent, _PROCESSED_COLUMNS, processed)
+        self._insert(session, Churn, _CHURN_COLUMNS, journeys.churns)
         self._insert(
             session,
             StageTransition,

@@ -2,15 +2,18 @@
 
 State objects mirror the read-model rows; :class:`Journeys` applies events to a working set of them
 that the storage adapter loaded. Every rule is written so that the outcome does not depend on the
-order the events arrive in (minimums, maximums by ``(occurred_at, event_id)``, counts, set-like flags),
-and so that a repeated one-time fact (a second ``deal.won`` for a deal) is a duplicate.
+order the events arrive in (minimums, maximums by ``(occurred_at, event_id)``, counts, set-like flags,
+the time-ordered list of a customer's commercial facts), and so that a repeated one-time fact (a second
+``deal.won`` for a deal) is a duplicate.
 
 The observations are order-free too, *net*: a figure that a later-arriving event changes (a sales
 cycle that an earlier lead shortens, a loss that a win overrides, a rating that a newer one replaces,
-a first response that an earlier one undercuts) is taken back by a ``*_retracted`` observation of the
-value counted before, and the new value is observed. Observations minus retractions are a function of
-the final state, whatever the order. A ticket's channel comes with ``ticket.opened``: what a ticket's
-other events tell the channel-labelled metrics is held in the ticket until its opening is known.
+a first response that an earlier one undercuts, a won deal's kind that an earlier win or a late
+``deal.opened`` changes, the CSAT band of a customer's churns that a rating changes) is taken back by a
+``*_retracted`` observation of the value counted before, and the new value is observed. Observations
+minus retractions are a function of the final state, whatever the order. A ticket's channel comes with
+``ticket.opened``: what a ticket's other events tell the channel-labelled metrics is held in the ticket
+until its opening is known.
 """
 
 from __future__ import annotations
@@ -24,12 +27,26 @@ from typing import NamedTuple
 
 from streams.domain.errors import ConflictingEvent
 from streams.domain.events import Event
-from streams.domain.stages import RECENT_CSAT_WINDOW, Stage, decide_stage
+from streams.domain.figures import nps_category
+from streams.domain.stages import RECENT_CSAT_WINDOW, CsatBand, Stage, csat_band, decide_stage
 
 UNKNOWN = "unknown"
 # ticket facts held while the ticket's channel is unknown; beyond this, counted under ``unknown`` at once
 HELD_RESOLUTIONS = 100
+# a customer's latest commercial facts held in time order (what win-backs are counted from); an older
+# fact arriving when the list is full changes neither the stage nor the win-backs
+HELD_FACTS = 100
 RETRACTED = "_retracted"
+WON, CHURNED = "won", "churned"  # the kinds of commercial fact
+
+
+class DealKind(StrEnum):
+    """What a won deal is to its customer; absent from the events, the customer's first won deal (by won
+    time, then deal_id) is new business and every later one expansion."""
+
+    NEW_BUSINESS = "new_business"
+    RENEWAL = "renewal"
+    EXPANSION = "expansion"
 
 
 class Outcome(StrEnum):
@@ -79,6 +96,36 @@ class CustomerState:
     won_deals: int = 0
     open_deals: int = 0
     lost_deals: int = 0
+    first_won_deal_id: str | None = None  # the earliest won deal by (won_at, deal_id): new business by default
+    # up to HELD_FACTS (occurred_at ISO, event_id, WON | CHURNED), oldest first; the ones dropped to keep it
+    # at that size leave their win-backs and the kind of the latest of them
+    commercial_facts: list[tuple[str, str, str]] = field(default_factory=list)
+    earlier_win_backs: int = 0
+    earlier_fact: str | None = None
+    churned_at: datetime | None = None  # the latest churn by (occurred_at, event_id)
+    churn_event_id: str | None = None
+    churns: int = 0
+    churn_band: str | None = None  # the band its churns are counted under
+    csat_band: str = CsatBand.NONE.value  # of recent_csat, whole
+    referred_by: str | None = None  # from the earliest lead.created that names a referrer
+    referral_at: datetime | None = None
+    referral_event_id: str | None = None
+    won_revenue: dict[str, float] = field(default_factory=dict)  # by currency: what a late referral brings
+    nps_score: int | None = None  # the latest answer by (occurred_at, event_id)
+    nps_at: datetime | None = None
+    nps_event_id: str | None = None
+
+    @property
+    def churned(self) -> bool:
+        return bool(self.commercial_facts) and self.commercial_facts[-1][2] == CHURNED
+
+    def win_backs(self) -> int:
+        """Won deals that directly follow a churn in time, over every fact the customer had."""
+        count, previous = self.earlier_win_backs, self.earlier_fact
+        for _, _, kind in self.commercial_facts:
+            count += kind == WON and previous == CHURNED
+            previous = kind
+        return count
 
     def sales_cycle(self) -> float | None:
         """First lead to first won deal, in seconds; None until both are known, or if the lead came later."""
@@ -102,6 +149,7 @@ class DealState:
     won_at: datetime | None = None
     lost_at: datetime | None = None
     closed_at: datetime | None = None
+    kind: str | None = None  # as the events declare it: deal.won's, else deal.opened's
 
     def refresh_status(self) -> str:
         """Won beats lost beats open, whichever arrived first; returns the status it had before."""
@@ -180,6 +228,7 @@ class Journeys:
         self.changed_customers: set[str] = set()
         self.changed_deals: set[str] = set()
         self.changed_tickets: set[str] = set()
+        self.churns: list[tuple[str, str, datetime, str | None]] = []  # (event_id, customer_id, occurred_at, reason)
         self._handlers: dict[str, Callable[[Event, CustomerState, list[Observation]], bool]] = {
             "lead.created": self._lead_created,
             "lead.qualified": self._lead_decided,
@@ -193,6 +242,8 @@ class Journeys:
             "ticket.resolved": self._ticket_resolved,
             "ticket.reopened": self._ticket_reopened,
             "csat.submitted": self._csat_submitted,
+            "customer.churned": self._customer_churned,
+            "nps.submitted": self._nps_submitted,
         }
 
     # --- entry point ---------------------------------------------------------------------------
@@ -214,6 +265,7 @@ class Journeys:
     def stage_of(self, customer: CustomerState) -> Stage:
         return decide_stage(
             has_won_deal=customer.won_deals > 0,
+            churned=customer.churned,
             has_open_deal=customer.open_deals > 0,
             has_lost_deal=customer.lost_deals > 0,
             latest_qualification=customer.qualification,
@@ -264,6 +316,20 @@ class Journeys:
             customer.first_lead_at = event.occurred_at
         obs.append(Observation("lead_created", (event.data["channel"],)))
         self._amend(obs, "sales_cycle", (), cycle, customer.sales_cycle())
+        referrer = event.data.get("referred_by")
+        if referrer is not None:
+            obs.append(Observation("referral_lead"))
+            newly_referred = customer.referred_by is None
+            if customer.referral_at is None or (event.occurred_at, event.event_id) < (
+                customer.referral_at,
+                customer.referral_event_id or "",
+            ):
+                customer.referred_by, customer.referral_at = referrer, event.occurred_at
+                customer.referral_event_id = event.event_id
+            if newly_referred and customer.converted_at is not None:  # converted before the referral was known
+                obs.append(Observation("referral_conversion"))
+                for currency, amount in customer.won_revenue.items():
+                    obs.append(Observation("referral_revenue", (currency,), amount))
         return True
 
     def _lead_decided(self, event: Event, customer: CustomerState, obs: list[Observation]) -> bool:
@@ -303,6 +369,11 @@ class Journeys:
         deal.opened_at = event.occurred_at
         if deal.won_at is None:  # a won event's terms are final
             _take_terms(deal, event)
+            deal.kind = event.data.get("kind")
+        elif deal.kind is None and (declared := event.data.get("kind")) is not None:
+            counted = self._kind(deal, customer)
+            deal.kind = declared
+            self._relabel(deal, counted, declared, obs)
         self._restatus(deal, customer)
         obs.append(Observation("deal_opened"))
         return True
@@ -320,17 +391,114 @@ class Journeys:
             return False
         deal.won_at = event.occurred_at
         amount, currency, owner = _take_terms(deal, event)
+        if (declared := event.data.get("kind")) is not None:
+            deal.kind = declared
         if deal.lost_at is not None:  # its loss was counted when it arrived: the win overrides it
             obs.append(Observation("deal_lost" + RETRACTED))
         self._restatus(deal, customer)
-        obs.append(Observation("deal_won", (owner,)))
-        obs.append(Observation("revenue_won", (currency, owner), amount))
+        self._first_won(deal, customer, obs)
+        kind = self._kind(deal, customer)
+        obs.append(Observation("deal_won", (owner, kind)))
+        obs.append(Observation("revenue_won", (currency, owner, kind), amount))
         cycle = customer.sales_cycle()
-        if customer.converted_at is None:
+        converts = customer.converted_at is None
+        if converts:
             obs.append(Observation("conversion"))
         if customer.converted_at is None or event.occurred_at < customer.converted_at:
             customer.converted_at = event.occurred_at
         self._amend(obs, "sales_cycle", (), cycle, customer.sales_cycle())
+        customer.won_revenue = {**customer.won_revenue, currency: customer.won_revenue.get(currency, 0.0) + amount}
+        if customer.referred_by is not None:
+            if converts:
+                obs.append(Observation("referral_conversion"))
+            obs.append(Observation("referral_revenue", (currency,), amount))
+        self._record_fact(customer, event, WON, obs)
+        return True
+
+    def _first_won(self, deal: DealState, customer: CustomerState, obs: list[Observation]) -> None:
+        """``deal`` (just won) becomes the customer's first won deal if it is the earliest by (won_at,
+        deal_id): the one it replaces, if its kind was not declared, is expansion from now on."""
+        assert deal.won_at is not None
+        first = customer.first_won_deal_id
+        if (
+            first is not None
+            and customer.converted_at is not None
+            and (customer.converted_at, first) < (deal.won_at, deal.deal_id)
+        ):
+            return
+        customer.first_won_deal_id = deal.deal_id
+        replaced = self.deals.get(first) if first is not None else None
+        if replaced is not None and replaced.won_at is not None and replaced.kind is None:
+            self._relabel(replaced, DealKind.NEW_BUSINESS.value, DealKind.EXPANSION.value, obs)
+
+    @staticmethod
+    def _kind(deal: DealState, customer: CustomerState) -> str:
+        return kind_of(deal.kind, deal.deal_id, customer.first_won_deal_id)
+
+    @staticmethod
+    def _relabel(deal: DealState, counted: str, kind: str, obs: list[Observation]) -> None:
+        """A won deal counted under the kind ``counted`` is ``kind`` now: taken back, and counted again."""
+        if counted == kind:
+            return
+        assert deal.amount is not None and deal.currency is not None and deal.owner is not None
+        terms = (deal.currency, deal.owner)
+        obs.append(Observation("deal_won" + RETRACTED, (deal.owner, counted)))
+        obs.append(Observation("revenue_won" + RETRACTED, (*terms, counted), deal.amount))
+        obs.append(Observation("deal_won", (deal.owner, kind)))
+        obs.append(Observation("revenue_won", (*terms, kind), deal.amount))
+
+    # --- commercial facts: wins and churns -----------------------------------------------------
+    @staticmethod
+    def _record_fact(customer: CustomerState, event: Event, kind: str, obs: list[Observation]) -> None:
+        """Holds the fact in time order. Win-backs only ever grow as facts are added, whatever their order."""
+        entry = (event.occurred_at.isoformat(timespec="microseconds"), event.event_id, kind)
+        facts = customer.commercial_facts
+        if len(facts) >= HELD_FACTS and entry < facts[0]:
+            return  # older than every fact held: it cannot be the latest, and its place is not known
+        before = customer.win_backs()
+        position = bisect.bisect(facts, entry)
+        facts = [*facts[:position], entry, *facts[position:]]
+        if len(facts) > HELD_FACTS:
+            dropped, *facts = facts
+            customer.earlier_win_backs += dropped[2] == WON and customer.earlier_fact == CHURNED
+            customer.earlier_fact = dropped[2]
+        customer.commercial_facts = facts
+        if (gained := customer.win_backs() - before) > 0:
+            obs.append(Observation("win_back", (), gained))
+
+    def _customer_churned(self, event: Event, customer: CustomerState, obs: list[Observation]) -> bool:
+        if _later(event, customer.churned_at, customer.churn_event_id):
+            customer.churned_at, customer.churn_event_id = event.occurred_at, event.event_id
+        customer.churns += 1
+        self.churns.append((event.event_id, customer.customer_id, event.occurred_at, event.data.get("reason")))
+        self._record_fact(customer, event, CHURNED, obs)
+        self._reband(customer, obs, added=1)
+        return True
+
+    def _reband(self, customer: CustomerState, obs: list[Observation], *, added: int = 0) -> None:
+        """The customer's churns are counted under the band of its recent ratings up to its latest churn:
+        a rating or a churn that changes it moves them all (``added``: churns new in this event)."""
+        scores = [score for _, _, score in customer.recent_csat]
+        customer.csat_band = csat_band(scores, self.at_risk_threshold).value
+        if customer.churned_at is None:
+            return
+        cutoff = customer.churned_at.isoformat(timespec="microseconds")
+        band = csat_band([s for at, _, s in customer.recent_csat if at <= cutoff], self.at_risk_threshold).value
+        counted, before = customer.churn_band, customer.churns - added
+        if band == counted:
+            if added:
+                obs.append(Observation("churn", (band,), added))
+            return
+        if counted is not None and before:
+            obs.append(Observation("churn" + RETRACTED, (counted,), before))
+        obs.append(Observation("churn", (band,), customer.churns))
+        customer.churn_band = band
+
+    def _nps_submitted(self, event: Event, customer: CustomerState, obs: list[Observation]) -> bool:
+        score = int(event.data["score"])  # 9.0 is an integer to JSON Schema
+        obs.append(Observation("nps_response", (nps_category(score),)))
+        if _later(event, customer.nps_at, customer.nps_event_id):
+            customer.nps_score, customer.nps_at, customer.nps_event_id = score, event.occurred_at, event.event_id
         return True
 
     def _deal_lost(self, event: Event, customer: CustomerState, obs: list[Observation]) -> bool:
@@ -441,12 +609,21 @@ class Journeys:
         kept = [entry for entry in customer.recent_csat if entry[1] != replaced_id]
         entry = (event.occurred_at.isoformat(timespec="microseconds"), event.event_id, score)
         customer.recent_csat = sorted([*kept, entry], reverse=True)[:RECENT_CSAT_WINDOW]
+        self._reband(customer, obs)
         if ticket.opened_at is not None:
             channel = ticket.channel or UNKNOWN
             if replaced is not None:
                 obs.append(Observation("csat" + RETRACTED, (str(replaced), channel)))
             obs.append(Observation("csat", (str(score), channel)))
         return True
+
+
+def kind_of(declared: str | None, deal_id: str, first_won_deal_id: str | None) -> str:
+    """A won deal's kind: as declared, else new business if it is its customer's first won deal, else
+    expansion."""
+    if declared is not None:
+        return declared
+    return (DealKind.NEW_BUSINESS if deal_id == first_won_deal_id else DealKind.EXPANSION).value
 
 
 def _take_terms(deal: DealState, event: Event) -> tuple[float, str, str]:

@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterable
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from streams.contract.vocabulary import LEAD_CHANNELS, PRIORITIES, TICKET_CHANNELS
-from streams.domain.journey import UNKNOWN, Outcome
-from streams.domain.stages import Stage
+from streams.domain.figures import NPS_CATEGORIES
+from streams.domain.journey import UNKNOWN, DealKind, Outcome
+from streams.domain.stages import CsatBand, Stage
 from streams.metrics.labels import BoundedLabel
 from streams.pipeline.service import INVALID_TYPE, BatchResult
 
@@ -39,13 +40,23 @@ class LifecycleMetrics:
         self.leads_qualified = c("lifecycle_leads_qualified", "Lead qualification decisions: qualified.")
         self.leads_disqualified = c("lifecycle_leads_disqualified", "Lead qualification decisions: disqualified.")
         self.deals_opened = c("lifecycle_deals_opened", "Deals opened.")
-        self.deals_won = c("lifecycle_deals_won", "Deals won (each deal once), by owner.", ["owner"])
+        self.deals_won = c("lifecycle_deals_won", "Deals won (each deal once), by owner and kind.", ["owner", "kind"])
+        self.deals_won_retracted = c(
+            "lifecycle_deals_won_retracted",
+            "Won deals taken back from a kind: an earlier win or a late deal.opened changed it.",
+            ["owner", "kind"],
+        )
         self.deals_lost = c("lifecycle_deals_lost", "Deals lost (each deal once, unless it was won first).")
         self.deals_lost_retracted = c(
             "lifecycle_deals_lost_retracted", "Losses counted, then overridden by the deal's win (won beats lost)."
         )
         self.revenue_won = c(
-            "lifecycle_revenue_won", "Won deal amounts, in the deal's currency.", ["currency", "owner"]
+            "lifecycle_revenue_won", "Won deal amounts, in the deal's currency.", ["currency", "owner", "kind"]
+        )
+        self.revenue_won_retracted = c(
+            "lifecycle_revenue_won_retracted",
+            "Won amounts taken back from a kind (see lifecycle_deals_won_retracted).",
+            ["currency", "owner", "kind"],
         )
         self.conversions = c("lifecycle_conversions", "Customers moved from acquisition into service (once each).")
         self.sales_cycle = h(
@@ -99,6 +110,22 @@ class LifecycleMetrics:
         self.csat_points_retracted = c(
             "lifecycle_csat_score_points_retracted", "Sum of the CSAT scores taken back.", ["channel"]
         )
+        # what service earns: retention and word of mouth
+        self.churns = c(
+            "lifecycle_churns",
+            "customer.churned events, by the band of the customer's recent CSAT up to its latest churn.",
+            ["csat_band"],
+        )
+        self.churns_retracted = c(
+            "lifecycle_churns_retracted", "Churns taken back from a band: a rating changed it.", ["csat_band"]
+        )
+        self.win_backs = c("lifecycle_win_backs", "Won deals that directly follow a churn of their customer.")
+        self.referral_leads = c("lifecycle_referral_leads", "lead.created events that name a referring customer.")
+        self.referral_conversions = c(
+            "lifecycle_referral_conversions", "Referred customers' first won deal (once per customer)."
+        )
+        self.referral_revenue = c("lifecycle_referral_revenue", "Won deal amounts of referred customers.", ["currency"])
+        self.nps = c("lifecycle_nps_responses", "NPS answers: promoter 9-10, passive 7-8, detractor 0-6.", ["category"])
         # lifecycle and pipeline
         self.transitions = c(
             "lifecycle_stage_transitions",
@@ -136,10 +163,16 @@ class LifecycleMetrics:
             "lead_qualified": _count(self.leads_qualified),
             "lead_disqualified": _count(self.leads_disqualified),
             "deal_opened": _count(self.deals_opened),
-            "deal_won": _count(self.deals_won, lambda rep: (owner(rep),)),
+            "deal_won": _count(self.deals_won, lambda rep, kind: (owner(rep), kind), self.deals_won_retracted),
+            "deal_won_retracted": _count(self.deals_won_retracted, lambda rep, kind: (owner(rep), kind)),
             "deal_lost": _count(self.deals_lost),
             "deal_lost_retracted": _count(self.deals_lost_retracted),
-            "revenue_won": _count(self.revenue_won, lambda currency, rep: (currency, owner(rep))),
+            "revenue_won": _count(
+                self.revenue_won, lambda currency, rep, kind: (currency, owner(rep), kind), self.revenue_won_retracted
+            ),
+            "revenue_won_retracted": _count(
+                self.revenue_won_retracted, lambda currency, rep, kind: (currency, owner(rep), kind)
+            ),
             "conversion": _count(self.conversions),
             "sales_cycle": _observe(self.sales_cycle),
             "sales_cycle_retracted": _observe(self.sales_cycle_retracted),
@@ -153,6 +186,13 @@ class LifecycleMetrics:
             "ticket_first_response_retracted": _observe(self.first_response_retracted),
             "csat": self._csat_recorder(self.csat, self.csat_points),
             "csat_retracted": self._csat_recorder(self.csat_retracted, self.csat_points_retracted),
+            "churn": _count(self.churns),
+            "churn_retracted": _count(self.churns_retracted),
+            "win_back": _count(self.win_backs),
+            "referral_lead": _count(self.referral_leads),
+            "referral_conversion": _count(self.referral_conversions),
+            "referral_revenue": _count(self.referral_revenue),
+            "nps_response": _count(self.nps),
             "stage_transition": _count(self.transitions),
             "stage_duration": _observe(self.stage_duration),
             "event_delay": _observe(self.event_delay),
@@ -198,6 +238,11 @@ class LifecycleMetrics:
             for score in range(1, 6):
                 self.csat.labels(str(score), channel)
                 self.csat_retracted.labels(str(score), channel)
+        for band in CsatBand:
+            self.churns.labels(band.value)
+            self.churns_retracted.labels(band.value)
+        for category in NPS_CATEGORIES:
+            self.nps.labels(category)
         stages = [s.value for s in Stage]
         for stage in stages:
             self.stage_duration.labels(stage)
@@ -215,8 +260,14 @@ class LifecycleMetrics:
         """Reps known in advance (from the quota file) get their series at start-up too."""
         for owner in owners:
             label = self.owner(owner)
-            self.deals_won.labels(label)
-            self.revenue_won.labels(currency, label)
+            for kind in DealKind:
+                for won, revenue in (
+                    (self.deals_won, self.revenue_won),
+                    (self.deals_won_retracted, self.revenue_won_retracted),
+                ):
+                    won.labels(label, kind.value)
+                    revenue.labels(currency, label, kind.value)
+            self.referral_revenue.labels(currency)
 
     @staticmethod
     def _csat_recorder(responses: Counter, points: Counter) -> Callable[[tuple[str, ...], list[float]], None]:
@@ -243,11 +294,19 @@ class LifecycleMetrics:
 
 
 def _count(
-    counter: Counter, relabel: Callable[..., tuple[str, ...]] | None = None
+    counter: Counter, relabel: Callable[..., tuple[str, ...]] | None = None, twin: Counter | None = None
 ) -> Callable[[tuple[str, ...], list[float]], None]:
+    """``twin``: the counter's ``*_retracted`` one, whose series is created with the counter's (at 0), so
+    that ``increase()`` sees its first retraction too."""
+
     def record(labels: tuple[str, ...], values: list[float]) -> None:
-        target = counter.labels(*(relabel(*labels) if relabel else labels)) if labels else counter
-        target.inc(sum(values))
+        if not labels:
+            counter.inc(sum(values))
+            return
+        names = relabel(*labels) if relabel else labels
+        counter.labels(*names).inc(sum(values))
+        if twin is not None:
+            twin.labels(*names)
 
     return record
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from streams.domain.errors import ConfigurationError
+from streams.domain.periods import PERIOD_UNITS, period_bounds
 
 
 @dataclass(frozen=True)
@@ -25,23 +26,10 @@ class Quotas:
         """``zone`` is an IANA name, validated by the settings (an unknown one stops the start-up)."""
         doc = json.loads(path.read_text())
         period = doc.get("period", "month")
-        if period not in ("month", "quarter", "year"):
+        if period not in PERIOD_UNITS:
             raise ConfigurationError(f"quota period must be month, quarter or year, not {period!r}")
         return cls(period, doc["currency"], {str(k): float(v) for k, v in doc["quotas"].items()}, ZoneInfo(zone))
 
     def period_bounds(self, now: datetime) -> tuple[datetime, datetime]:
-        """``[start, end)`` of the period holding the aware ``now``, as naive UTC (the database's times).
-
-        The boundaries are local midnights of the zone (a quarter starts on Jan 1, Apr 1, Jul 1, Oct 1),
-        so a period's length in UTC follows the zone's daylight saving time."""
-        if now.tzinfo is None:
-            raise ValueError("now must be an aware datetime")
-        local = now.astimezone(self.zone)
-        months = {"month": 1, "quarter": 3, "year": 12}[self.period]
-        first = local.year * 12 + (local.month - 1) // months * months  # months since year 0, of the start
-        start, end = (datetime(m // 12, m % 12 + 1, 1, tzinfo=self.zone) for m in (first, first + months))
-        return _naive_utc(start), _naive_utc(end)
-
-
-def _naive_utc(moment: datetime) -> datetime:
-    return moment.astimezone(UTC).replace(tzinfo=None)
+        """``[start, end)`` of the quota period holding the aware ``now``, as naive UTC."""
+        return period_bounds(self.period, self.zone, now)

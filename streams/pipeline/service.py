@@ -226,6 +226,7 @@ class Pipeline:
             customer_ids={event.customer_id for _, event, _ in valid},
             deal_ids={event.deal_id for _, event, _ in valid if event.deal_id is not None},
             ticket_ids={event.ticket_id for _, event, _ in valid if event.ticket_id is not None},
+            winning_customer_ids={event.customer_id for _, event, _ in valid if event.type == "deal.won"},
         )
         seen = working.seen_event_ids
         for message, event, digest in valid:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -9,6 +10,7 @@ import pytest
 import yaml
 
 from tests.conftest import IN_CI
+from tests.deploy.test_grafana import TWINS
 from tests.support import ROOT
 
 PROMETHEUS = ROOT / "deploy" / "prometheus"
@@ -55,11 +57,28 @@ def test_recording_rules_follow_the_naming_convention() -> None:
         assert level == "" or all(label.strip().isidentifier() for label in level.split("_"))
 
 
+def test_rules_read_figures_net_of_their_retracted_twins() -> None:
+    """A rule reading a figure that later events change subtracts its *_retracted twin (the same list as
+    the dashboards' test)."""
+    for name in ("recording_rules.yml", "alerting_rules.yml"):
+        groups = yaml.safe_load((PROMETHEUS / name).read_text())["groups"]
+        for rule in (r for g in groups for r in g["rules"]):
+            for metric, twin in TWINS.items():
+                if re.search(rf"\b{metric}\b", rule["expr"]):
+                    assert twin in rule["expr"], f"{rule.get('record', rule.get('alert'))}: {metric} without {twin}"
+
+
 def test_every_alert_has_for_severity_summary_description_and_runbook() -> None:
     runbook = (ROOT / "deploy" / "RUNBOOK.md").read_text()
     groups = yaml.safe_load((PROMETHEUS / "alerting_rules.yml").read_text())["groups"]
     alerts = [r for g in groups for r in g["rules"]]
-    assert {a["alert"] for a in alerts} >= {"LifecycleCSATLow", "LifecycleCSATDrop", "LifecycleCSATLowOnChannel"}
+    assert {a["alert"] for a in alerts} >= {
+        "LifecycleCSATLow",
+        "LifecycleCSATDrop",
+        "LifecycleCSATLowOnChannel",
+        "LifecycleChurnSpike",
+        "LifecycleNPSDrop",
+    }
     for alert in alerts:
         assert alert["for"], alert["alert"]
         assert alert["labels"]["severity"] in ("page", "warning")
@@ -78,6 +97,8 @@ def test_amtool_check_config() -> None:
         (["alertname=LifecycleCSATLow", "team=service", "severity=page"], "service-team-pager,service-team"),
         (["alertname=LifecycleCSATDrop", "team=service", "severity=warning"], "service-team"),
         (["alertname=LifecycleCSATLowOnChannel", "team=service", "severity=warning", "channel=chat"], "service-team"),
+        (["alertname=LifecycleChurnSpike", "team=service", "severity=warning"], "service-team"),
+        (["alertname=LifecycleNPSDrop", "team=service", "severity=warning"], "service-team"),
         (["alertname=LifecyclePipelineStalled", "team=platform", "severity=page"], "platform-team"),
     ],
 )

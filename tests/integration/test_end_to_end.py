@@ -47,6 +47,11 @@ def publish_raw(settings: Settings, messages: list[tuple[str, bytes | None, byte
     producer.close()
 
 
+def net(text: str, name: str, **labels: str) -> float:
+    """A counter less its ``*_retracted`` twin (docs/metrics.md, "Order-freedom: retractions")."""
+    return metric_value(text, f"{name}_total", **labels) - metric_value(text, f"{name}_retracted_total", **labels)
+
+
 def test_one_lead_created_goes_all_the_way_through(worker_env: dict[str, str], tmp_path: Path) -> None:
     settings = settings_from(worker_env)
     document = event("lead.created", customer_id="cust-e2e-1")
@@ -57,6 +62,8 @@ def test_one_lead_created_goes_all_the_way_through(worker_env: dict[str, str], t
         assert status == 200
         journey = json.loads(body)
         assert journey["stage"] == "lead"
+        assert (journey["churns"], journey["churned_at"], journey["referred_by"]) == (0, None, None)
+        assert (journey["csat_band"], journey["nps_score"]) == ("none", None)
         assert journey["journey"] == [
             {
                 "from": None,
@@ -103,6 +110,19 @@ def test_simulated_stream_with_duplicates_shuffle_and_bad_input(worker_env: dict
         ),
         (settings.topic_tickets, b"c-y", orjson.dumps(event("csat.submitted", customer_id="c-x")), "key_mismatch"),
         (settings.topic_tickets, b"c-x", b"\xff\xfe\xfd", "not_json"),
+        (
+            settings.topic_tickets,
+            b"c-x",
+            orjson.dumps(event("nps.submitted", customer_id="c-x", score=11)),
+            "invalid_field",
+        ),
+        (
+            settings.topic_leads,
+            b"c-x",
+            orjson.dumps(event("lead.created", customer_id="c-x", referred_by="c-x")),
+            "invalid_field",
+        ),
+        (settings.topic_tickets, b"c-x", orjson.dumps(event("customer.churned", customer_id="c-x")), "wrong_topic"),
     ]
     ensure_topics(settings)
     with running_worker(worker_env, tmp_path / "worker.log") as worker:
@@ -130,17 +150,31 @@ def test_simulated_stream_with_duplicates_shuffle_and_bad_input(worker_env: dict
         assert metric_value(text, "lifecycle_events_total", outcome="dead_lettered") == sent_bad
         expected = simulation.expected
         assert metric_value(text, "lifecycle_conversions_total") == expected.conversions
-        assert metric_value(text, "lifecycle_deals_won_total") == expected.deals_won
+        assert net(text, "lifecycle_deals_won") == expected.deals_won
         assert (
             metric_value(text, "lifecycle_tickets_first_contact_resolved_total") == expected.first_contact_resolutions
         )
         for score, count in expected.csat_by_score.items():
-            assert metric_value(text, "lifecycle_csat_responses_total", score=str(score)) == count
+            assert net(text, "lifecycle_csat_responses", score=str(score)) == count
         for stage, count in expected.stages.items():
             assert metric_value(text, "lifecycle_customers", stage=stage) == count
-        assert metric_value(text, "lifecycle_revenue_won_total", currency="EUR") == pytest.approx(
-            expected.revenue_won["EUR"]
-        )
+        for currency, amount in expected.revenue_won.items():
+            assert net(text, "lifecycle_revenue_won", currency=currency) == pytest.approx(amount)
+        # what service earns: the shuffle re-labels kinds and bands, the figures net of it are the truth
+        for kind, count in expected.deals_won_by_kind.items():
+            assert net(text, "lifecycle_deals_won", kind=kind) == count
+            for currency, amount in expected.revenue_won_by_kind[kind].items():
+                assert net(text, "lifecycle_revenue_won", kind=kind, currency=currency) == pytest.approx(amount)
+        assert expected.churns and net(text, "lifecycle_churns") == expected.churns
+        for band, count in expected.churns_by_band.items():
+            assert net(text, "lifecycle_churns", csat_band=band) == count
+        assert metric_value(text, "lifecycle_win_backs_total") == expected.win_backs > 0
+        assert metric_value(text, "lifecycle_referral_leads_total") == expected.referral_leads
+        assert metric_value(text, "lifecycle_referral_conversions_total") == expected.referral_conversions
+        for currency, amount in expected.referral_revenue.items():
+            assert metric_value(text, "lifecycle_referral_revenue_total", currency=currency) == pytest.approx(amount)
+        for category, count in expected.nps_by_category.items():
+            assert metric_value(text, "lifecycle_nps_responses_total", category=category) == count
         # ?name[]= selects series (a cheap poll), read-model gauges included when asked for
         selected = http_get(worker.url + "/metrics?name[]=lifecycle_events_total&name[]=lifecycle_customers")[1]
         families = {line.split()[2] for line in selected.decode().splitlines() if line.startswith("# TYPE")}

@@ -28,8 +28,9 @@ from sqlalchemy.orm import Session
 from streams.cli.processes import LIFECYCLE, WorkerProcess
 from streams.cli.simulator import Simulation
 from streams.db.engine import make_engine
-from streams.db.models import Customer, Deal, ProcessedEvent, StageTransition, Ticket
+from streams.db.models import Churn, Customer, Deal, ProcessedEvent, StageTransition, Ticket
 from streams.db.queries import stage_counts
+from streams.db.retention import revenue_by_kind
 from streams.kafka.admin import ensure_topics
 from streams.kafka.broker import LocalKafka, free_port
 from streams.kafka.publisher import EventPublisher
@@ -120,6 +121,14 @@ def assert_exact_outcome(settings: Settings, simulation: Simulation, *, on_topic
         )
         won = session.scalar(select(func.sum(Deal.amount)).where(Deal.status == "won"))
         assert won == pytest.approx(sum(expected.revenue_won.values()))
+        # what service earns: churns once each, revenue by kind, referrals, NPS answers kept
+        assert count(select(func.count()).select_from(Churn)) == expected.churns > 0
+        by_kind = revenue_by_kind(session)
+        assert {kind: pytest.approx(amounts) for kind, amounts in expected.revenue_won_by_kind.items()} == by_kind
+        referred = count(select(func.count()).select_from(Customer).where(Customer.referred_by.is_not(None)))
+        assert referred == sum(expected.referred_customers.values())
+        answered = count(select(func.count()).select_from(Customer).where(Customer.nps_score.is_not(None)))
+        assert answered == sum(expected.nps_customers.values())
         # every customer starts with exactly one transition from nothing and ends where its row says
         assert count(select(func.count()).select_from(StageTransition).where(StageTransition.from_stage.is_(None))) == (
             expected.customers

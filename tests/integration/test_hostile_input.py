@@ -45,7 +45,8 @@ def malformed(draw: st.DrawFn) -> tuple[str, bytes | None, bytes | None]:
     kind = draw(
         st.sampled_from(
             ["bytes", "bad_utf8", "wrong_type", "missing", "nan", "negative_handling", "score", "no_zone",
-             "huge_id", "key_mismatch", "deep", "null_value", "wrong_topic", "amount_type"]
+             "huge_id", "key_mismatch", "deep", "null_value", "wrong_topic", "amount_type", "nps_score",
+             "deal_kind", "referral", "churn_reason"]
         )
     )  # fmt: skip
     base_type = draw(st.sampled_from(sorted(EVENT_TOPICS)))
@@ -95,6 +96,19 @@ def malformed(draw: st.DrawFn) -> tuple[str, bytes | None, bytes | None]:
         topic = draw(st.sampled_from(sorted({"leads", "deals", "tickets"} - {topic})))
     elif kind == "amount_type":
         document, topic = event("deal.opened", customer_id="hostile", amount=draw(NOT_A_NUMBER)), "deals"
+    elif kind == "nps_score":
+        score = draw(st.sampled_from([-1, 11, 7.5, "9", None, True]))
+        document, topic = event("nps.submitted", customer_id="hostile", score=score), "tickets"
+    elif kind == "deal_kind":
+        deal_type = draw(st.sampled_from(["deal.opened", "deal.won"]))
+        bad_kind = draw(st.sampled_from(["upsell", "", "RENEWAL", 1, None]))
+        document, topic = event(deal_type, customer_id="hostile", kind=bad_kind), "deals"
+    elif kind == "referral":  # itself, or not a customer id
+        referrer = draw(st.sampled_from(["hostile", "", "x" * 65, 42, None, "a\x00b"]))
+        document, topic = event("lead.created", customer_id="hostile", referred_by=referrer), "leads"
+    elif kind == "churn_reason":
+        reason = draw(st.sampled_from(["", "r" * 257, 3, ["price"], "a\x00b"]))
+        document, topic = event("customer.churned", customer_id="hostile", reason=reason), "deals"
     return topic, key, orjson.dumps(document)
 
 

@@ -28,6 +28,7 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
 
 from streams.db.engine import make_engine
 from streams.db.migrations import (
@@ -40,6 +41,9 @@ from streams.db.migrations import (
     upgrade,
 )
 from streams.db.models import Base, Customer, ProcessedEvent, StageTransition, Ticket
+from streams.db.repository import Repository
+from streams.pipeline.service import Pipeline
+from tests.support import TOPICS, event, messages_for
 
 # The schema that the hand-written migrations' version 1 made (Base.metadata of that day, and their
 # version table), frozen here: later model changes must not change what a legacy database is.
@@ -278,3 +282,47 @@ def test_revision_0002_derives_the_counts_of_existing_rows(engine: Engine) -> No
             select(Ticket.ticket_id, Ticket.resolutions, Ticket.first_contact_resolutions, Ticket.early_reopens)
         )
         assert sorted(resolutions) == [("t-1", 1, 1, 0), ("t-2", 1, 0, 0), ("t-3", 0, 0, 0)]  # fmt: skip
+
+
+def test_revision_0004_derives_commercial_facts_revenue_and_bands_of_existing_rows(engine: Engine) -> None:
+    """Won deals become the customer's commercial facts (what churns are set against), its first won deal
+    and its won revenue; its recent ratings its CSAT band."""
+    make_legacy_database(engine)
+    deals = _legacy.tables["deals"]
+    wins = [("d-2", datetime(2026, 2, 1), 100.0, "EUR"), ("d-1", datetime(2026, 1, 1), 50.0, "USD")]
+    wins.append(("d-3", datetime(2026, 3, 1), 25.0, "EUR"))
+    with engine.begin() as connection:
+        connection.execute(
+            deals.insert().values(customer_id="c-1", status="won"),
+            [{"deal_id": d, "won_at": at, "amount": amount, "currency": cur} for d, at, amount, cur in wins],
+        )
+        connection.execute(deals.insert().values(deal_id="d-4", customer_id="c-2", status="open", amount=9.0))
+    upgrade(engine)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(
+                Customer.customer_id,
+                Customer.first_won_deal_id,
+                Customer.won_revenue,
+                Customer.commercial_facts,
+                Customer.csat_band,
+                Customer.churns,
+            )
+        )
+        assert sorted(rows) == [
+            (
+                "c-1",
+                "d-1",
+                {"EUR": 125.0, "USD": 50.0},
+                [[f"2026-0{m}-01T00:00:00.000000", "", "won"] for m in (1, 2, 3)],
+                "high",
+                0,
+            ),
+            ("c-2", None, {}, [], "none", 0),
+        ]
+    # the stage rule sets a churn against them: one after the last win is churned
+    pipeline = Pipeline(Repository(engine), TOPICS)
+    pipeline.process(messages_for([event("customer.churned", "c-1", at="2026-02-15T00:00:00Z")]))
+    with Session(engine) as session:
+        customer = session.get(Customer, "c-1")
+        assert customer is not None and customer.stage == "customer"  # the 1 March win is later

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
+from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
@@ -221,3 +223,110 @@ def test_won_revenue_is_summed_per_currency_never_across(database_url: str) -> N
     summary = service_summary(engine)
     assert summary["won_revenue"] == {"EUR": 12000.5, "USD": 3500.0}
     assert (summary["won_deals"], summary["lost_deals"]) == (3, 1)
+
+
+def test_a_customers_answer_has_its_service_facts_and_each_deal_its_kind(database_url: str) -> None:
+    """The won deals' kinds as the metrics count them: declared, else new business for the first won deal
+    (by won time, whatever the order of arrival) and expansion for the later ones; a deal not won: as declared."""
+    engine = migrated(database_url)
+    events = [
+        event("lead.created", "c-2"),
+        event("lead.created", "c-1", referred_by="c-2"),
+        event("deal.won", deal_id="d-3", at="2026-03-05T10:00:00Z"),
+        event("deal.opened", deal_id="d-2", kind="renewal"),
+        event("deal.won", deal_id="d-2", at="2026-03-04T10:00:00Z"),
+        event("deal.won", deal_id="d-1", at="2026-03-02T10:00:00Z"),
+        event("deal.opened", deal_id="d-4", kind="expansion"),
+        event("deal.opened", deal_id="d-5"),
+        event("ticket.opened"),
+        event("csat.submitted", score=3),
+        event("nps.submitted", score=6),
+        event("nps.submitted", at="2026-03-09T10:00:00Z", score=8),  # the latest answer
+        event("nps.submitted", at="2026-03-08T10:00:00Z", score=10),
+        event("customer.churned", at="2026-03-06T10:00:00Z", reason="price"),
+        event("customer.churned", at="2026-03-07T10:00:00Z"),
+    ]
+    assert not Pipeline(Repository(engine), TOPICS).process(messages_for(events)).dead_letters
+    answer = customer_journey(engine, "c-1")
+    assert answer is not None
+    assert answer["stage"] == "churned"
+    assert (answer["churns"], answer["churned_at"]) == (2, "2026-03-07T10:00:00Z")
+    assert (answer["referred_by"], answer["csat_band"], answer["nps_score"]) == ("c-2", "mid", 8)
+    kinds = {deal["deal_id"]: (deal["status"], deal["kind"]) for deal in answer["deals"]}
+    assert kinds == {
+        "d-1": ("won", "new_business"),
+        "d-2": ("won", "renewal"),
+        "d-3": ("won", "expansion"),
+        "d-4": ("open", "expansion"),
+        "d-5": ("open", None),
+    }
+    page = customer_entries(engine, "c-1", "deals", {"limit": "1", "after": cursor("d-2")})
+    assert page is not None and page["deals"] == [answer["deals"][2]]
+    referrer = customer_journey(engine, "c-2")
+    assert referrer is not None
+    assert (referrer["churns"], referrer["churned_at"], referrer["referred_by"]) == (0, None, None)
+    assert (referrer["csat_band"], referrer["nps_score"]) == ("none", None)
+
+
+# Sales against service over two months (docs/metrics.md, "Retention"): c-1 and c-2 (whom c-1 referred) are
+# customers at March's start; in March c-1 renews, c-2 expands (its second won deal, no kind declared) and
+# churns. c-4 won in January and churned in February; c-3 lost its only deal.
+SALES_AND_SERVICE = [
+    event("lead.created", "c-1", at="2026-01-05T10:00:00Z"),
+    event("deal.won", "c-1", deal_id="d-1", amount=1000, at="2026-02-01T10:00:00Z"),
+    event("deal.won", "c-1", deal_id="d-3", amount=300, at="2026-03-03T10:00:00Z", kind="renewal"),
+    event("ticket.opened", "c-1", at="2026-03-05T10:00:00Z"),
+    event("ticket.resolved", "c-1", at="2026-03-05T11:00:00Z"),
+    event("csat.submitted", "c-1", at="2026-03-05T12:00:00Z", score=5),
+    event("nps.submitted", "c-1", score=10),
+    event("lead.created", "c-2", at="2026-01-06T10:00:00Z", lead_id="l-2", referred_by="c-1"),
+    event("deal.won", "c-2", deal_id="d-2", amount=500, currency="USD", at="2026-02-03T10:00:00Z"),
+    event("deal.won", "c-2", deal_id="d-4", amount=200, currency="USD", at="2026-03-04T10:00:00Z"),
+    event("customer.churned", "c-2", at="2026-03-10T10:00:00Z", reason="price"),
+    event("nps.submitted", "c-2", at="2026-03-01T10:00:00Z", score=9),
+    event("nps.submitted", "c-2", at="2026-03-11T10:00:00Z", score=3),  # its latest answer: a detractor
+    event("lead.created", "c-3", at="2026-01-07T10:00:00Z", lead_id="l-3"),
+    event("deal.opened", "c-3", deal_id="d-5", at="2026-01-08T10:00:00Z"),
+    event("deal.lost", "c-3", deal_id="d-5", at="2026-01-09T10:00:00Z"),
+    event("nps.submitted", "c-3", score=9),
+    event("deal.won", "c-4", deal_id="d-6", amount=2000, at="2026-01-10T10:00:00Z"),
+    event("customer.churned", "c-4", at="2026-02-15T10:00:00Z"),
+    event("nps.submitted", "c-4", score=7),
+]
+IN_MARCH = datetime(2026, 3, 20, tzinfo=UTC)
+
+
+def test_the_summary_sets_sales_against_service(database_url: str) -> None:
+    engine = migrated(database_url)
+    assert not Pipeline(Repository(engine), TOPICS).process(messages_for(SALES_AND_SERVICE)).dead_letters
+    summary = service_summary(engine, retention_period="month", zone=UTC, now=IN_MARCH)
+    assert (summary["won_deals"], summary["lost_deals"]) == (5, 1)
+    assert summary["won_revenue"] == {"EUR": 3300.0, "USD": 700.0}
+    assert (summary["leads"], summary["converted_leads"]) == (3, 2)
+    assert summary["conversion_rate"] == pytest.approx(2 / 3)
+    assert summary["revenue_by_kind"] == {
+        "new_business": {"EUR": 3000.0, "USD": 500.0},
+        "renewal": {"EUR": 300.0},
+        "expansion": {"USD": 200.0},
+    }
+    assert summary["referral_revenue"] == {"USD": 700.0}
+    assert (summary["churns"], summary["churned_customers"]) == (2, 2)
+    assert (summary["nps_promoters"], summary["nps_detractors"], summary["nps_responses"]) == (2, 1, 4)
+    assert summary["nps"] == pytest.approx(25.0)
+    assert (summary["csat_responses"], summary["csat_share"], summary["fcr_rate"]) == (1, 1.0, 1.0)
+    assert summary["open_tickets"] == 0
+    assert (summary["retention_period"], summary["period_start"]) == ("month", datetime(2026, 3, 1))
+    assert (summary["period_churns"], summary["period_customers_at_start"]) == (1, 2)
+    assert summary["period_logo_churn_rate"] == 0.5
+    assert summary["period_revenue_retention"] == {"EUR": pytest.approx(0.3), "USD": pytest.approx(0.4)}
+    # the quarter began before any customer, and the one before it won nothing: no ratio to give
+    quarter = service_summary(engine, retention_period="quarter", zone=UTC, now=IN_MARCH)
+    assert (quarter["period_start"], quarter["period_churns"], quarter["period_customers_at_start"]) == (
+        datetime(2026, 1, 1),
+        2,
+        0,
+    )
+    assert (quarter["period_logo_churn_rate"], quarter["period_revenue_retention"]) == (None, {})
+    # March starts at 23:00 UTC the day before in Paris: the periods follow the zone
+    paris = service_summary(engine, retention_period="month", zone=ZoneInfo("Europe/Paris"), now=IN_MARCH)
+    assert paris["period_start"] == datetime(2026, 2, 28, 23)

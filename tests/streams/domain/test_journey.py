@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import itertools
 from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -10,7 +13,7 @@ from hypothesis import strategies as st
 from streams.contract.decoding import validate_document
 from streams.domain.errors import ConflictingEvent
 from streams.domain.events import Event
-from streams.domain.journey import Journeys, Outcome
+from streams.domain.journey import HELD_FACTS, Journeys, Outcome
 from streams.domain.stages import SERVICE_STAGES, Stage
 from tests.support import event, net_observations
 
@@ -113,7 +116,7 @@ def test_a_deal_lost_then_won_counts_as_won_only() -> None:
     lost, won = event("deal.lost", at="2026-03-01T00:00:00Z"), event("deal.won", at="2026-03-02T00:00:00Z")
     for order in ([lost, won], [won, lost]):
         journeys, applied = run(order)
-        assert net(applied, "deal_") == Counter({("deal_won", ("ana",), 1.0): 1})
+        assert net(applied, "deal_") == Counter({("deal_won", ("ana", "new_business"), 1.0): 1})
         assert journeys.deals["d-1"].status == "won"
         customer = journeys.customers["c-1"]
         assert (customer.won_deals, customer.open_deals, customer.lost_deals) == (1, 0, 0)
@@ -220,13 +223,14 @@ def customer_events(draw: st.DrawFn) -> list[dict[str, Any]]:
     for _ in range(draw(st.integers(0, 3))):
         kind = draw(st.sampled_from(["lead.qualified", "lead.disqualified"]))
         docs.append(event(kind, at=draw(time)))
+    declared = st.sampled_from([{}, {"kind": "new_business"}, {"kind": "renewal"}, {"kind": "expansion"}])
     for deal in range(draw(st.integers(0, 3))):
         deal_id = f"d-{deal}"
         if draw(st.booleans()):
-            docs.append(event("deal.opened", deal_id=deal_id, at=draw(time)))
+            docs.append(event("deal.opened", deal_id=deal_id, at=draw(time), **draw(declared)))
         ending = draw(st.sampled_from(["open", "won", "lost", "both"]))
         if ending in ("won", "both"):
-            docs.append(event("deal.won", deal_id=deal_id, at=draw(time)))
+            docs.append(event("deal.won", deal_id=deal_id, at=draw(time), **draw(declared)))
         if ending in ("lost", "both"):
             docs.append(event("deal.lost", deal_id=deal_id, at=draw(time)))
     for ticket in range(draw(st.integers(0, 5))):
@@ -234,6 +238,8 @@ def customer_events(draw: st.DrawFn) -> list[dict[str, Any]]:
         docs.append(event("ticket.opened", ticket_id=ticket_id, at=draw(time)))
         if draw(st.booleans()):
             docs.append(event("csat.submitted", ticket_id=ticket_id, score=draw(st.integers(1, 5)), at=draw(time)))
+    for _ in range(draw(st.integers(0, 2))):
+        docs.append(event("customer.churned", at=draw(time)))
     return docs
 
 
@@ -289,3 +295,125 @@ def test_a_stage_left_by_an_event_older_than_its_entry_lasted_zero_seconds() -> 
     """Out of time order the path is what arrival made it: the duration is never negative."""
     _, applied = run([event("deal.opened", at="2026-01-10T00:00:00Z"), event("deal.won", at="2026-01-01T00:00:00Z")])
     assert [a.transition.seconds_in_previous_stage for a in applied if a.transition] == [None, 0.0]
+
+
+# --- retention and word of mouth ---------------------------------------------------------------
+
+
+def every_order(documents: list[dict[str, Any]]) -> Iterator[tuple[Journeys, list[Any]]]:
+    for order in itertools.permutations(documents):
+        yield run(list(order))
+
+
+def test_the_latest_commercial_fact_decides_churned_and_a_later_win_wins_back() -> None:
+    """Churn, win, churn, win in time: every arrival order ends as a customer with two win-backs."""
+    facts = [
+        event("deal.won", deal_id="d-1", at="2026-01-01T00:00:00Z"),
+        event("customer.churned", at="2026-02-01T00:00:00Z"),
+        event("deal.won", deal_id="d-2", at="2026-03-01T00:00:00Z"),
+        event("customer.churned", at="2026-04-01T00:00:00Z"),
+        event("deal.won", deal_id="d-3", at="2026-05-01T00:00:00Z"),
+    ]
+    for journeys, applied in every_order(facts):
+        customer = journeys.customers["c-1"]
+        assert customer.stage is Stage.CUSTOMER
+        assert net(applied, "win_back") == Counter({("win_back", (), 1.0): 2})
+        assert (
+            sum(o.value for a in applied for o in a.observations if o.name == "churn")
+            - sum(o.value for a in applied for o in a.observations if o.name == "churn_retracted")
+            == 2
+        )
+    journeys, _ = run(facts[:4])
+    assert journeys.customers["c-1"].stage is Stage.CHURNED
+    assert journeys.churns[-1][1:3] == ("c-1", datetime(2026, 4, 1))
+
+
+def test_win_backs_are_counted_once_a_customer_has_more_facts_than_it_holds() -> None:
+    wins = [event("deal.won", deal_id=f"d-{n}", at=f"2026-01-01T00:{n // 60:02d}:{n % 60:02d}Z") for n in range(120)]
+    churn = event("customer.churned", at="2025-12-31T00:00:00Z")
+    late_churn = event("customer.churned", at="2026-01-01T00:00:30Z")  # after win 30, before win 31
+    journeys, applied = run([churn, *wins, late_churn])
+    customer = journeys.customers["c-1"]
+    assert len(customer.commercial_facts) == HELD_FACTS
+    assert customer.win_backs() == 2 and net(applied, "win_back") == Counter({("win_back", (), 1.0): 2})
+    assert customer.stage is Stage.CUSTOMER
+
+
+def test_a_won_deal_s_kind_is_declared_or_follows_the_first_won_deal_in_any_order() -> None:
+    documents = [
+        event("deal.won", deal_id="d-1", at="2026-02-01T00:00:00Z", amount=100),
+        event("deal.won", deal_id="d-2", at="2026-01-01T00:00:00Z", amount=200),  # the first won, arriving later
+        event("deal.opened", deal_id="d-3", at="2026-01-15T00:00:00Z", amount=300, kind="renewal"),
+        event("deal.won", deal_id="d-3", at="2026-03-01T00:00:00Z", amount=300),
+    ]
+    expected = Counter(
+        {
+            ("deal_won", ("ana", "new_business"), 1.0): 1,
+            ("deal_won", ("ana", "expansion"), 1.0): 1,
+            ("deal_won", ("ana", "renewal"), 1.0): 1,
+            ("revenue_won", ("EUR", "ana", "new_business"), 200.0): 1,
+            ("revenue_won", ("EUR", "ana", "expansion"), 100.0): 1,
+            ("revenue_won", ("EUR", "ana", "renewal"), 300.0): 1,
+        }
+    )
+    for journeys, applied in every_order(documents):
+        assert net(applied, "deal_won") + net(applied, "revenue_won") == expected
+        assert journeys.customers["c-1"].first_won_deal_id == "d-2"
+    # deal.won's kind overrides deal.opened's
+    journeys, applied = run([documents[2], event("deal.won", deal_id="d-3", kind="expansion")])
+    assert journeys.deals["d-3"].kind == "expansion"
+    assert net(applied, "deal_won") == Counter({("deal_won", ("ana", "expansion"), 1.0): 1})
+
+
+def test_churns_are_counted_under_the_band_of_the_ratings_up_to_the_latest_churn() -> None:
+    documents = [
+        event("deal.won", at="2026-01-01T00:00:00Z"),
+        event("ticket.opened", ticket_id="t-1", at="2026-01-02T00:00:00Z"),
+        event("csat.submitted", ticket_id="t-1", score=1, at="2026-01-03T00:00:00Z"),
+        event("customer.churned", at="2026-01-04T00:00:00Z"),
+        event("ticket.opened", ticket_id="t-2", at="2026-01-05T00:00:00Z"),
+        event("csat.submitted", ticket_id="t-2", score=5, at="2026-01-06T00:00:00Z"),  # after it: not counted
+    ]
+    for journeys, applied in every_order(documents):
+        assert net(applied, "churn") == Counter({("churn", ("low",), 1.0): 1})
+        assert journeys.customers["c-1"].csat_band == "mid"  # (1 + 5) / 2: the whole window
+    _, applied = run([documents[0], documents[3], documents[1], documents[2]])
+    assert [(o.name, o.labels, o.value) for a in applied for o in a.observations if o.name.startswith("churn")] == [
+        ("churn", ("none",), 1.0),
+        ("churn_retracted", ("none",), 1.0),
+        ("churn", ("low",), 1.0),
+    ]
+
+
+def test_a_referral_known_after_the_conversion_counts_it_and_its_revenue() -> None:
+    documents = [
+        event("lead.created", at="2026-01-01T00:00:00Z", channel="referral", referred_by="c-9"),
+        event("deal.won", deal_id="d-1", at="2026-02-01T00:00:00Z", amount=100),
+        event("deal.won", deal_id="d-2", at="2026-03-01T00:00:00Z", amount=50, currency="USD"),
+        event("lead.created", at="2026-01-02T00:00:00Z", channel="referral", referred_by="c-8"),
+    ]
+    expected = Counter(
+        {
+            ("referral_lead", (), 1.0): 2,
+            ("referral_conversion", (), 1.0): 1,
+            ("referral_revenue", ("EUR",), 100.0): 1,
+            ("referral_revenue", ("USD",), 50.0): 1,
+        }
+    )
+    for journeys, applied in every_order(documents):
+        assert net(applied, "referral") == expected
+        assert journeys.customers["c-1"].referred_by == "c-9"  # the earliest lead that names a referrer
+
+
+def test_nps_answers_are_counted_by_category_and_the_latest_is_kept() -> None:
+    journeys, applied = run(
+        [
+            event("nps.submitted", score=10, at="2026-01-02T00:00:00Z"),
+            event("nps.submitted", score=6, at="2026-01-01T00:00:00Z"),
+            event("nps.submitted", score=7.0, at="2026-01-01T12:00:00Z"),
+        ]
+    )
+    assert net(applied, "nps") == Counter(
+        {("nps_response", (c,), 1.0): 1 for c in ("promoter", "detractor", "passive")}
+    )
+    assert journeys.customers["c-1"].nps_score == 10

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.domain.stages import Stage, decide_stage
+from streams.domain.stages import CsatBand, Stage, csat_band, decide_stage
 
 
 def stage(**facts: object) -> Stage:
@@ -28,6 +28,8 @@ def stage(**facts: object) -> Stage:
         ({"has_won_deal": True, "recent_csat_scores": (1, 2, 5)}, Stage.AT_RISK),
         ({"has_won_deal": True, "recent_csat_scores": (3, 3, 3)}, Stage.CUSTOMER),
         ({"has_won_deal": False, "recent_csat_scores": (1, 1, 1)}, Stage.LEAD),
+        ({"has_won_deal": True, "churned": True, "recent_csat_scores": (5,)}, Stage.CHURNED),
+        ({"churned": True, "has_open_deal": True}, Stage.CHURNED),
     ],
 )
 def test_first_matching_rule_decides(facts: dict[str, object], expected: Stage) -> None:
@@ -40,4 +42,20 @@ def test_threshold_is_configurable() -> None:
 
 
 def test_service_stages() -> None:
-    assert {s for s in Stage if s.is_service} == {Stage.CUSTOMER, Stage.AT_RISK}
+    assert {s for s in Stage if s.is_service} == {Stage.CUSTOMER, Stage.AT_RISK, Stage.CHURNED}
+
+
+@pytest.mark.parametrize(
+    ("scores", "threshold", "band"),
+    [
+        ((), 3.0, CsatBand.NONE),
+        ((2, 3, 3), 3.0, CsatBand.LOW),
+        ((3,), 3.0, CsatBand.MID),
+        ((3, 4, 4), 3.0, CsatBand.MID),
+        ((4, 4, 4), 3.0, CsatBand.HIGH),
+        ((3,), 3.5, CsatBand.LOW),
+        ((4,), 4.5, CsatBand.LOW),  # below the at-risk threshold is low, whatever else
+    ],
+)
+def test_csat_band(scores: tuple[int, ...], threshold: float, band: CsatBand) -> None:
+    assert csat_band(scores, threshold) is band

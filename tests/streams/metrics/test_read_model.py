@@ -106,3 +106,59 @@ def test_periods_start_at_midnight_in_the_quota_time_zone(database_url: str, tmp
     march = ReadModelCollector(engine, quotas, clock=at("2026-03-31T23:50:00+02:00"))
     assert attainment(april) == {"ana": 0.3}
     assert attainment(march) == {"ana": 0.7}
+
+
+def samples(collector: ReadModelCollector, name: str, *labels: str) -> dict[tuple[str, ...], float]:
+    """A gauge's samples by the values of ``labels``, from the exposition text (as Prometheus reads it)."""
+    registry = CollectorRegistry()
+    registry.register(collector)
+    families = [f for f in text_string_to_metric_families(generate_latest(registry).decode()) if f.name == name]
+    return {tuple(s.labels[label] for label in labels): s.value for family in families for s in family.samples}
+
+
+def test_the_retention_period_s_churn_rate_revenue_retention_and_the_service_gauges(database_url: str) -> None:
+    engine = migrated(database_url)
+    documents = [
+        event("deal.won", "c-1", deal_id="d-1", at="2026-01-10T00:00:00Z"),
+        event("customer.churned", "c-1", at="2026-03-05T00:00:00Z"),  # the period's churn
+        event("deal.won", "c-2", deal_id="d-2", amount=500, at="2026-01-15T00:00:00Z"),
+        event("deal.won", "c-2", deal_id="d-3", amount=400, kind="renewal", at="2026-03-10T00:00:00Z"),
+        event("deal.won", "c-3", deal_id="d-4", at="2026-02-20T00:00:00Z"),
+        event("deal.won", "c-4", deal_id="d-5", at="2025-12-01T00:00:00Z"),
+        event("customer.churned", "c-4", at="2026-01-20T00:00:00Z"),  # gone before the period
+        event("deal.won", "c-5", deal_id="d-6", at="2026-01-01T00:00:00Z"),
+        event("customer.churned", "c-5", at="2026-02-01T00:00:00Z"),
+        event("deal.won", "c-5", deal_id="d-7", amount=300, at="2026-02-15T00:00:00Z"),  # won back
+        event("deal.won", "c-8", deal_id="d-8", at="2024-01-01T00:00:00Z"),
+        event("deal.won", "c-9", deal_id="d-9", at="2025-06-01T00:00:00Z"),
+        event("ticket.opened", "c-2", ticket_id="t-1", at="2026-01-20T00:00:00Z"),
+        event("csat.submitted", "c-2", ticket_id="t-1", score=5, at="2026-01-21T00:00:00Z"),
+        event("lead.created", "c-6", channel="referral", referred_by="c-2", at="2026-02-01T00:00:00Z"),
+        event("deal.won", "c-6", deal_id="d-10", at="2026-03-01T00:00:00Z"),
+        event("lead.created", "c-7", channel="referral", referred_by="c-99", at="2026-02-01T00:00:00Z"),
+        event("nps.submitted", "c-1", score=10, at="2026-01-11T00:00:00Z"),
+        event("nps.submitted", "c-1", score=3, at="2026-02-11T00:00:00Z"),
+        event("nps.submitted", "c-2", score=8, at="2026-02-11T00:00:00Z"),
+    ]
+    Pipeline(Repository(engine), TOPICS).process(messages_for(documents))
+    collector = ReadModelCollector(engine, clock=at("2026-03-20T00:00:00+00:00"))
+    # at the start of March: c-1, c-2, c-3, c-5 (won back), c-8, c-9; not c-4, churned in January
+    assert samples(collector, "lifecycle_period_logo_churn_ratio") == {(): 1 / 6}
+    # renewal 400 against February's 1,000 (c-3) + 300 (c-5); d-10 is c-6's first: new business
+    assert samples(collector, "lifecycle_period_revenue_retention_ratio", "currency") == {("EUR",): 400 / 1300}
+    tenure = samples(collector, "lifecycle_customers_by_tenure", "tenure")
+    assert tenure == {("under_3m",): 4, ("3m_to_1y",): 1, ("1y_to_2y",): 0, ("over_2y",): 1}
+    referred = {
+        labels: n
+        for labels, n in samples(collector, "lifecycle_referred_customers", "referrer_csat_band", "converted").items()
+        if n
+    }
+    assert referred == {("high", "true"): 1, ("none", "false"): 1}
+    assert samples(collector, "lifecycle_nps_customers", "category") == {
+        ("promoter",): 0,
+        ("passive",): 1,
+        ("detractor",): 1,
+    }
+    # a quarter: January's start had c-4, c-8 and c-9 (the others converted later); c-1, c-4, c-5 churned in it
+    quarter = ReadModelCollector(engine, clock=at("2026-03-20T00:00:00+00:00"), retention_period="quarter")
+    assert samples(quarter, "lifecycle_period_logo_churn_ratio") == {(): 3 / 3}

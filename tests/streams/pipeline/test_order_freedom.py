@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, Table, select
 from sqlalchemy.orm import Session
 
-from streams.db.models import Base, Customer, Deal, ProcessedEvent, StageTransition, Ticket
+from streams.db.models import Base, Churn, Customer, Deal, ProcessedEvent, StageTransition, Ticket
 from streams.db.repository import Repository
 from streams.domain.journey import Outcome
 from streams.pipeline.service import BatchResult, Pipeline
@@ -25,30 +25,40 @@ TIMES = [f"2026-0{month}-{day:02d}T0{hour}:00:00Z" for month in (1, 2) for day i
 # what the order of arrival decides, by design: the path (transitions, when the stage last changed)
 PATH = {"stage_changed_at"}
 PATH_OBSERVATIONS = {"stage_transition", "stage_duration", "event_delay"}
+# what histograms observe one by one; a counter is told sums (a late referral brings the revenue won so
+# far in one), so only its total per series is the figure
+OBSERVED_ONE_BY_ONE = {"sales_cycle", "ticket_handling", "ticket_resolution", "ticket_first_response"}
 
 
 @st.composite
 def histories(draw: st.DrawFn) -> list[dict[str, Any]]:
-    """Two customers' events on the three topics: every type, facts stated once, times that collide."""
+    """Two customers' events on the three topics: every type, facts stated once, times that collide; each
+    may refer the other."""
     docs: list[dict[str, Any]] = []
     time = st.sampled_from(TIMES)
-    for customer in ("c-1", "c-2"):
+    kind = st.sampled_from([{}, {"kind": "new_business"}, {"kind": "renewal"}, {"kind": "expansion"}])
+    for customer, other in (("c-1", "c-2"), ("c-2", "c-1")):
         for _ in range(draw(st.integers(0, 2))):
-            docs.append(
-                event("lead.created", customer, channel=draw(st.sampled_from(["web", "referral"])), at=draw(time))
-            )
+            referral = draw(st.sampled_from([{}, {"referred_by": other}, {"referred_by": "c-3"}]))
+            channel = draw(st.sampled_from(["web", "referral"]))
+            docs.append(event("lead.created", customer, channel=channel, at=draw(time), **referral))
         for _ in range(draw(st.integers(0, 2))):
             docs.append(event(draw(st.sampled_from(["lead.qualified", "lead.disqualified"])), customer, at=draw(time)))
         for deal in range(draw(st.integers(0, 2))):
             deal_id = f"{customer}-d{deal}"
             owner = draw(st.sampled_from(["ana", "bo"]))
             if draw(st.booleans()):
-                docs.append(event("deal.opened", customer, deal_id=deal_id, owner=owner, at=draw(time)))
+                docs.append(event("deal.opened", customer, deal_id=deal_id, owner=owner, at=draw(time), **draw(kind)))
             for stage in draw(st.lists(st.sampled_from(["demo", "proposal"]), max_size=2)):
                 docs.append(event("deal.stage_changed", customer, deal_id=deal_id, stage=stage, at=draw(time)))
             ending = draw(st.sampled_from(["open", "won", "lost", "both"]))
             if ending in ("won", "both"):
-                docs.append(event("deal.won", customer, deal_id=deal_id, owner=owner, at=draw(time)))
+                amount = draw(st.sampled_from([1000, 250]))
+                docs.append(
+                    event(
+                        "deal.won", customer, deal_id=deal_id, owner=owner, amount=amount, at=draw(time), **draw(kind)
+                    )
+                )
             if ending in ("lost", "both"):
                 docs.append(event("deal.lost", customer, deal_id=deal_id, at=draw(time)))
         for ticket in range(draw(st.integers(0, 2))):
@@ -75,6 +85,10 @@ def histories(draw: st.DrawFn) -> list[dict[str, Any]]:
             for _ in range(draw(st.integers(0, 2))):
                 score = draw(st.integers(1, 5))
                 docs.append(event("csat.submitted", customer, ticket_id=ticket_id, score=score, at=draw(time)))
+        for _ in range(draw(st.integers(0, 2))):
+            docs.append(event("customer.churned", customer, at=draw(time)))
+        for _ in range(draw(st.integers(0, 1))):
+            docs.append(event("nps.submitted", customer, score=draw(st.integers(0, 10)), at=draw(time)))
     return docs
 
 
@@ -85,7 +99,7 @@ def clock() -> datetime:
 def cleared(engine: Engine) -> Engine:
     """One database per test, emptied for each example: a migration per example would be most of the time."""
     with Session(engine) as session:
-        for model in (Customer, Deal, Ticket, StageTransition, ProcessedEvent):
+        for model in (Customer, Deal, Ticket, StageTransition, ProcessedEvent, Churn):
             session.execute(sqlalchemy.delete(model))
         session.commit()
     return engine
@@ -103,13 +117,17 @@ def figures(results: list[BatchResult]) -> tuple[Counter[Any], Counter[Any]]:
     outcomes: Counter[Any] = Counter()
     for result in results:
         outcomes.update(result.outcomes)
-    return net_observations(observations), outcomes
+    figures: dict[Any, float] = {}
+    for (name, labels, value), count in net_observations(observations).items():
+        key = (name, labels, value) if name in OBSERVED_ONE_BY_ONE else (name, labels, "total")
+        figures[key] = figures.get(key, 0.0) + (count if name in OBSERVED_ONE_BY_ONE else value * count)
+    return Counter({key: total for key, total in figures.items() if total}), outcomes
 
 
 def rows(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
     tables = {}
     with Session(engine) as session:
-        for model in (Customer, Deal, Ticket, ProcessedEvent):
+        for model in (Customer, Deal, Ticket, ProcessedEvent, Churn):
             table = cast(Table, cast(type[Base], model).__table__)
             columns = [column for column in table.columns if column.name not in PATH]
             tables[table.name] = sorted((tuple(row) for row in session.execute(select(*columns))), key=repr)

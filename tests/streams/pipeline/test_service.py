@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from streams.cli.simulator import simulate
 from streams.contract.transitions import transition_message
-from streams.db.models import Customer, Deal, ProcessedEvent, StageTransition, Ticket
+from streams.db.models import Churn, Customer, Deal, ProcessedEvent, StageTransition, Ticket
 from streams.db.queries import customer_journey, service_summary, stage_counts
 from streams.db.repository import Repository
 from streams.domain.errors import ErrorClass
@@ -39,6 +39,17 @@ def test_shuffled_and_duplicated_stream_gives_the_expected_outcome(database_url:
     summary = service_summary(engine)
     assert summary["won_revenue"] == pytest.approx(expected.revenue_won)
     assert summary["open_tickets"] == expected.tickets_open
+    assert summary["won_deals"] == expected.deals_won
+    assert summary["revenue_by_kind"].keys() == expected.revenue_won_by_kind.keys()
+    for kind, revenue in expected.revenue_won_by_kind.items():
+        assert summary["revenue_by_kind"][kind] == pytest.approx(revenue), kind
+    assert summary["referral_revenue"] == pytest.approx(expected.referral_revenue)
+    assert (summary["churns"], summary["churned_customers"]) == (expected.churns, expected.stages["churned"])
+    assert (summary["nps_promoters"], summary["nps_detractors"], summary["nps_responses"]) == (
+        expected.nps_customers["promoter"],
+        expected.nps_customers["detractor"],
+        expected.nps_customers.total(),
+    )
     before = table_snapshot(engine)
 
     # the whole stream again, reshuffled: every message is a duplicate, nothing changes
@@ -338,3 +349,36 @@ def test_time_in_the_previous_stage_is_recorded_published_and_answered(database_
     journey = customer_journey(engine, "c-1")
     assert journey is not None
     assert [entry["seconds_in_previous_stage"] for entry in journey["journey"]] == [None, 216000.0]
+    # an open deal without a declared kind has none yet; no churn, referral, rating or NPS answer
+    assert [(deal["status"], deal["kind"]) for deal in journey["deals"]] == [("open", None)]
+    assert {name: journey[name] for name in ("churns", "churned_at", "referred_by", "csat_band", "nps_score")} == {
+        "churns": 0,
+        "churned_at": None,
+        "referred_by": None,
+        "csat_band": "none",
+        "nps_score": None,
+    }
+
+
+def test_a_win_earlier_than_the_first_takes_its_place_from_another_batch(database_url: str) -> None:
+    """The first won deal, new business by default, is read with the customer when a win arrives: an
+    earlier one makes it expansion."""
+    engine = migrated(database_url)
+    pipeline = Pipeline(Repository(engine), TOPICS)
+    pipeline.process(messages_for([event("deal.won", deal_id="d-late", at="2026-02-01T00:00:00Z", amount=100)]))
+    churn = event("customer.churned", at="2026-03-01T00:00:00Z", reason="price")
+    early = event("deal.won", deal_id="d-early", at="2026-01-01T00:00:00Z", amount=200)
+    result = pipeline.process(messages_for([early, churn]))
+    observed = result.observations
+    assert observed["deal_won_retracted", ("ana", "new_business")] == [1.0]
+    assert observed["revenue_won_retracted", ("EUR", "ana", "new_business")] == [100.0]
+    assert observed["revenue_won", ("EUR", "ana", "expansion")] == [100.0]
+    assert observed["revenue_won", ("EUR", "ana", "new_business")] == [200.0]
+    assert observed["churn", ("none",)] == [1.0]
+    with Session(engine) as session:
+        customer = session.get(Customer, "c-1")
+        assert customer is not None
+        assert (customer.stage, customer.first_won_deal_id, customer.churns) == ("churned", "d-early", 1)
+        assert customer.won_revenue == {"EUR": 300.0}
+        assert [fact[2] for fact in customer.commercial_facts or []] == ["won", "won", "churned"]
+        assert session.execute(select(Churn.event_id, Churn.reason)).all() == [(churn["event_id"], "price")]
