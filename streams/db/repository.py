@@ -42,9 +42,7 @@ class WorkingSet:
 
 
 _VALUES = {cls: operator.attrgetter(*fields) for cls, fields in FIELDS.items()}
-_STAGE, _RECENT_CSAT, _FACTS, _WON_REVENUE = (
-    FIELDS[CustomerState].index(name) for name in ("stage", "recent_csat", "commercial_facts", "won_revenue")
-)
+_STAGE = FIELDS[CustomerState].index("stage")
 _EARLY_RESOLUTIONS = FIELDS[TicketState].index("early_resolutions")
 _TRANSITION_COLUMNS = (
     "customer_id",
@@ -62,15 +60,16 @@ _PART_COLUMNS = ("batch_id", "part", "committed_at", "result")
 
 
 def _row(state: CustomerState | DealState | TicketState) -> tuple[Any, ...]:
-    """A state's column values, in ``FIELDS`` order, as the database holds them (JSON lists of lists)."""
+    """A state's column values, in ``FIELDS`` order, as they are written (a JSON column's list of tuples
+    is a list of lists to it). The domain replaces a customer's lists and dicts rather than changing
+    them, so the row taken at loading keeps the values loaded; a ticket's held resolutions are changed
+    in place, and copied here."""
     row: tuple[Any, ...] = _VALUES[type(state)](state)
     if isinstance(state, CustomerState):
-        values = list(row)
-        values[_STAGE] = state.stage.value if state.stage else None
-        values[_RECENT_CSAT] = [list(entry) for entry in state.recent_csat]
-        values[_FACTS] = [list(entry) for entry in state.commercial_facts]
-        values[_WON_REVENUE] = dict(state.won_revenue)
-        row = tuple(values)
+        if state.stage is not None:
+            values = list(row)
+            values[_STAGE] = state.stage.value
+            row = tuple(values)
     elif isinstance(state, TicketState) and state.early_resolutions:
         values = list(row)
         values[_EARLY_RESOLUTIONS] = [list(entry) for entry in state.early_resolutions]
