@@ -124,6 +124,39 @@ class Settings(BaseSettings):
         "before the period.",
     )
 
+    # --- Webhook gateway (`lifecycle gateway`) ---------------------------------------------------
+    gateway_host: str = Field("127.0.0.1", description="Bind address of the gateway.")
+    gateway_port: int = Field(6068, ge=0, le=65535, description="Port of the gateway.")
+    gateway_max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest request body the gateway reads; a larger one is a 413."
+    )
+    gateway_kafka_timeout_seconds: float = Field(
+        10.0, gt=0, description="How long a request waits for Kafka's acknowledgement before a 503."
+    )
+    gateway_stripe_secret: SecretStr | None = Field(
+        None, description="Stripe's endpoint signing secret (`whsec_…`); unset: `/webhooks/stripe` is off (404)."
+    )
+    gateway_zendesk_secret: SecretStr | None = Field(
+        None,
+        description="Zendesk's webhook signing secrets, comma-separated: one per webhook (events, triggers; "
+        "docs/gateway/zendesk.md); unset: `/webhooks/zendesk` is off (404).",
+    )
+    gateway_pipedrive_username: SecretStr | None = Field(
+        None, description="HTTP Basic user name of Pipedrive's webhooks; unset: `/webhooks/pipedrive` is off (404)."
+    )
+    gateway_pipedrive_password: SecretStr | None = Field(
+        None, description="HTTP Basic password of Pipedrive's webhooks."
+    )
+    gateway_token: SecretStr | None = Field(
+        None, description="Bearer token of `POST /events` (native and CloudEvents); unset: it is off (404)."
+    )
+    gateway_pipedrive_customer: Literal["organization", "person"] = Field(
+        "organization", description="Which Pipedrive object is the customer (its id the `customer_id`)."
+    )
+    gateway_zendesk_customer: Literal["organization", "requester"] = Field(
+        "organization", description="Which Zendesk object is the customer: the ticket's organization or requester."
+    )
+
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="The worker's log level.")
 
     @field_validator("quota_timezone")
@@ -152,10 +185,17 @@ class Settings(BaseSettings):
         return {"leads": self.topic_leads, "deals": self.topic_deals, "tickets": self.topic_tickets}
 
     def secret_values(self) -> list[str]:
-        """What must never be logged: passwords, including the one inside the database URL."""
+        """What must never be logged: passwords and the gateway's secrets, and the database URL's password."""
         from sqlalchemy.engine import make_url
 
-        values = [self.kafka_sasl_password.get_secret_value()] if self.kafka_sasl_password else []
+        secrets = (
+            self.kafka_sasl_password,
+            self.gateway_stripe_secret,
+            self.gateway_zendesk_secret,
+            self.gateway_pipedrive_password,
+            self.gateway_token,
+        )
+        values = [secret.get_secret_value() for secret in secrets if secret is not None]
         if self.database_url is not None:
             password = make_url(self.database_url.get_secret_value()).password
             values += [str(password)] if password else []

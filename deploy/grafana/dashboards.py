@@ -130,6 +130,12 @@ LIFECYCLE = [
                  "p99"),)),
     Panel("Consumer lag", "Messages on the source topics not yet committed by the workers.", "short",
           (Query(":lifecycle_consumer_lag:sum", "lag"),)),
+    Panel("Gateway requests by source and outcome",
+          "Webhook gateway requests per second, by source (stripe, zendesk, pipedrive, native) and outcome: published, ignored, dead_lettered, or refused (unauthorized 401, disabled 404, too_large 413, unsupported_media_type 415, unavailable 503).",
+          "reqps", (Query(rate("lifecycle_gateway_requests_total", "source, outcome"), "{{source}} {{outcome}}"),)),
+    Panel("Gateway request time (p99)", "99th percentile of request received to answer, Kafka's acknowledgement included, by source.", "s",
+          (Query("histogram_quantile(0.99, sum by (source, le) (rate(lifecycle_gateway_request_seconds_bucket[$__rate_interval])))",
+                 "{{source}}"),)),
 ]  # fmt: skip
 
 # Read-model gauges (customers, referred customers, NPS customers, period ratios) are aggregated with

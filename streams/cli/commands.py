@@ -190,8 +190,9 @@ def cmd_dlq(args: argparse.Namespace) -> int:
         print(f"replayed {count.sent} messages to their source topics")
         if count.skipped:
             print(
-                f"skipped {count.skipped} truncated dead letters: their value was cut to fit the dead-letter "
-                "topic (original_size, original_sha256 in `lifecycle dlq`); replay them from the source",
+                f"skipped {count.skipped} dead letters: truncated ones, whose value was cut to fit the dead-letter "
+                "topic (original_size, original_sha256 in `lifecycle dlq`), and the gateway's (origin "
+                "gateway:<source>), whose value is a vendor's body: replay them from the source",
                 file=sys.stderr,
             )
         return 0
@@ -263,6 +264,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- gateway -----------------------------------------------------------------------------------
+def cmd_gateway(args: argparse.Namespace) -> int:
+    from streams.gateway.server import run_gateway
+
+    settings = _settings()
+    _configure_logging(settings.log_level)
+    run_gateway(settings)
+    return 0
+
+
+def cmd_translate(args: argparse.Namespace) -> int:
+    """The contract events a payload maps to, one JSON object a line, offline: the gateway's mapping."""
+    from streams.contract.decoding import validate_document
+    from streams.domain.errors import InvalidEvent
+    from streams.gateway.sources import options_from, translate
+
+    body = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    headers = dict(tuple(part.strip() for part in spec.split(":", 1)) for spec in args.headers)
+    try:
+        mapped = translate(args.source, body, headers, options_from(_settings()))
+        for document in mapped.events:
+            validate_document(dict(document))
+    except InvalidEvent as exc:
+        print(f"refused: {exc.error_class}: {exc.reason}", file=sys.stderr)
+        return 1
+    if mapped.ignored is not None:
+        print(f"ignored: {mapped.ignored}", file=sys.stderr)
+    for document in mapped.events:
+        print(orjson.dumps(document).decode())
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="lifecycle", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
@@ -312,6 +345,19 @@ def parser() -> argparse.ArgumentParser:
     live.add_argument("--interval", type=float, default=2.0)
     live.add_argument("--once", action="store_true")
     live.set_defaults(func=cmd_live)
+
+    commands.add_parser(
+        "gateway", help="the webhook gateway: vendors' webhooks and contract events over HTTP, to the source topics"
+    ).set_defaults(func=cmd_gateway)
+    translate = commands.add_parser(
+        "translate", help="print the contract events a payload maps to (offline, the gateway's mapping)"
+    )
+    translate.add_argument(
+        "--source", required=True, choices=("pipedrive", "zendesk", "stripe", "cloudevents", "native")
+    )
+    translate.add_argument("--header", dest="headers", action="append", default=[], help="Name: value (repeatable)")
+    translate.add_argument("file", nargs="?", default="-")
+    translate.set_defaults(func=cmd_translate)
 
     demo = commands.add_parser("demo", help="broker + worker + simulator + live view, on the embedded defaults")
     demo.add_argument("--customers", type=int, default=20000)

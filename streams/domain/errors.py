@@ -5,12 +5,14 @@ Who must act decides the branch::
     LifecycleError
     ├── DataFault               the message's own fault: dead-lettered with its ErrorClass, never retried
     │   ├── InvalidEvent        the contract refuses it (bytes, JSON, schema, key, topic)
+    │   │   └── UnmappablePayload  a vendor's webhook the gateway cannot turn into contract events
     │   └── ConflictingEvent    valid, but contradicts what is stored (an id owned by another customer)
     ├── InfrastructureFault     a dependency is down or busy: waited out with back-off, forever
     │   └── PipelineProcessDied the batch's process ended mid-call; the batch runs again in a new one
     ├── ConfigurationError      the operator's to fix (a bad quota file, no Java for the local broker):
     │   └── BrokerError         fatal at start, neither retried nor dead-lettered
     └── InvalidRequest          an API client's request that cannot be answered (a bad page): a 400
+        └── RefusedRequest      a request the gateway refuses before reading it (auth, size, type): its status
 
 Exceptions of the libraries underneath are sorted into the first two branches by the adapter that
 knows them: the database's by :func:`streams.db.faults.is_infrastructure_fault`.
@@ -35,6 +37,7 @@ class ErrorClass(StrEnum):
     KEY_MISMATCH = "key_mismatch"
     CONFLICT = "conflict"
     REJECTED = "rejected"  # valid by the contract, yet applying or writing it fails: the reason names the error
+    UNMAPPABLE = "unmappable"  # a vendor's webhook that maps to no contract event it could be (streams.gateway)
 
 
 class LifecycleError(Exception):
@@ -54,6 +57,13 @@ class DataFault(LifecycleError):
 
 class InvalidEvent(DataFault):
     """The contract refuses the message."""
+
+
+class UnmappablePayload(InvalidEvent):
+    """A vendor payload of a type the gateway maps, lacking what the mapping needs (its customer, an id)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(ErrorClass.UNMAPPABLE, reason)
 
 
 class ConflictingEvent(DataFault):
@@ -81,3 +91,13 @@ class BrokerError(ConfigurationError):
 
 class InvalidRequest(LifecycleError, ValueError):
     """A client asked the HTTP API for what it cannot answer (a bad ``limit`` or cursor): a 400, never a query."""
+
+
+class RefusedRequest(InvalidRequest):
+    """The gateway refuses a request as a whole: unsigned or badly signed (401), a disabled source (404),
+    too large (413), of a content type it does not read (415). Nothing of it is published."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason

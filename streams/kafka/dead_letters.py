@@ -18,7 +18,7 @@ def read_dead_letters(settings: Settings) -> Iterator[StoredDeadLetter]:
 
 class Replayed(NamedTuple):
     sent: int  # re-published to their source topics
-    skipped: int  # truncated: their value is not the original's, so not sent
+    skipped: int  # truncated (their value is not the original's), or from the gateway: not sent
 
 
 def replay(
@@ -27,10 +27,11 @@ def replay(
 ) -> Replayed:
     """Re-publish to the source topic with the original key, value and headers. A truncated dead letter
     (cut to fit the dead-letter topic) holds only the beginning of its value: it is skipped, never sent
-    as if it were the original."""
+    as if it were the original. So is one from the gateway (its origin ``gateway:<source>`` is no
+    topic, its value a vendor's body): fix the mapping or the upstream and let the vendor resend it."""
     sent = 0
     for letter in letters:
-        if not letter.truncated:
+        if not letter.truncated and ":" not in letter.source_topic:  # no topic name has a colon
             send(letter.source_topic, letter.key, letter.value, letter.original_headers)
             sent += 1
     return Replayed(sent, len(letters) - sent)

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 from kafka import KafkaProducer
+from kafka.producer.future import FutureRecordMetadata
 
 from streams.contract.decoding import validate_document
 from streams.contract.vocabulary import EVENT_TOPICS
@@ -35,16 +36,16 @@ class EventPublisher:
     def topic_for(self, event_type: str) -> str:
         return self.settings.source_topics[EVENT_TOPICS[event_type]]
 
-    def publish(self, event: Mapping[str, Any]) -> None:
-        """Validate and send asynchronously; :meth:`flush` waits for delivery."""
+    def publish(self, event: Mapping[str, Any]) -> FutureRecordMetadata:
+        """Validate and send asynchronously; :meth:`flush`, or the returned future, waits for delivery."""
         validated = validate_document(dict(event))
-        self.send_raw(self.topic_for(validated.type), validated.customer_id.encode(), orjson.dumps(event))
+        return self.send_raw(self.topic_for(validated.type), validated.customer_id.encode(), orjson.dumps(event))
 
     def send_raw(
         self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None = None
-    ) -> None:
-        """No validation: for tools (DLQ replay, tests of bad input)."""
-        self.producer.send(topic, key=key, value=value, headers=headers or [])
+    ) -> FutureRecordMetadata:
+        """No validation: for tools (DLQ replay, tests of bad input) and dead letters."""
+        return self.producer.send(topic, key=key, value=value, headers=headers or [])
 
     def publish_many(self, events: Iterable[Mapping[str, Any]]) -> tuple[int, list[tuple[int, InvalidEvent]]]:
         """Publish what is valid; returns (sent, [(index, error)]) so a file's bad lines are reported."""

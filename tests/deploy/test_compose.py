@@ -15,7 +15,16 @@ SERVICES: dict[str, Any] = COMPOSE["services"]
 
 
 def test_the_full_stack_is_there() -> None:
-    assert set(SERVICES) == {"kafka", "postgres", "worker", "simulator", "prometheus", "alertmanager", "grafana"}
+    assert set(SERVICES) == {
+        "kafka",
+        "postgres",
+        "worker",
+        "gateway",
+        "simulator",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+    }
     assert SERVICES["kafka"]["image"].startswith("apache/kafka:4.")
     assert SERVICES["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
     assert SERVICES["simulator"]["profiles"] == ["simulator"]
@@ -59,6 +68,23 @@ def test_prometheus_scrapes_the_worker_and_mounts_its_rules() -> None:
     assert targets == ["worker:6066"]
     mounted = {Path(v.split(":")[1]).name for v in SERVICES["prometheus"]["volumes"] if v.startswith(".")}
     assert set(config["rule_files"]) <= mounted
+
+
+def test_the_gateway_runs_from_the_worker_image_once_kafka_is_healthy() -> None:
+    gateway = SERVICES["gateway"]
+    assert gateway["image"] == SERVICES["worker"]["image"] and gateway["command"] == ["gateway"]
+    environment = gateway["environment"]
+    assert environment["LIFECYCLE_GATEWAY_HOST"] == "0.0.0.0"
+    assert environment["KAFKA_BOOTSTRAP_SERVERS"] == SERVICES["worker"]["environment"]["KAFKA_BOOTSTRAP_SERVERS"]
+    # secrets pass through from the shell or .env: no value here, so an unset one stays unset (source off)
+    secrets = [name for name in environment if name.endswith(("_SECRET", "_USERNAME", "_PASSWORD", "_TOKEN"))]
+    assert len(secrets) == 5 and all(environment[name] is None for name in secrets)
+    assert gateway["depends_on"] == {"kafka": {"condition": "service_healthy"}}
+    assert "127.0.0.1:6068/health" in " ".join(gateway["healthcheck"]["test"])
+    assert gateway["ports"] == ["127.0.0.1:6068:6068"]
+    config = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
+    jobs = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
+    assert jobs["lifecycle-gateway"] == ["gateway:6068"]
 
 
 def test_published_ports_are_documented_in_the_readme() -> None:

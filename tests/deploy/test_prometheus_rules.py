@@ -78,6 +78,7 @@ def test_every_alert_has_for_severity_summary_description_and_runbook() -> None:
         "LifecycleCSATLowOnChannel",
         "LifecycleChurnSpike",
         "LifecycleNPSDrop",
+        "LifecycleGatewaySourceFailing",
     }
     for alert in alerts:
         assert alert["for"], alert["alert"]
@@ -100,6 +101,7 @@ def test_amtool_check_config() -> None:
         (["alertname=LifecycleChurnSpike", "team=service", "severity=warning"], "service-team"),
         (["alertname=LifecycleNPSDrop", "team=service", "severity=warning"], "service-team"),
         (["alertname=LifecyclePipelineStalled", "team=platform", "severity=page"], "platform-team"),
+        (["alertname=LifecycleGatewaySourceFailing", "team=platform", "severity=warning"], "platform-team"),
     ],
 )
 def test_alerts_reach_their_team(labels: list[str], receivers: str) -> None:

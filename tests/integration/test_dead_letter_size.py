@@ -116,4 +116,4 @@ def test_a_message_too_large_for_the_dead_letter_topic_is_cut_to_fit_and_the_wor
         replayed = run_cli(worker_env, "dlq", "replay", "--error-class", "too_large")
         assert replayed.returncode == 0, replayed.stderr
         assert b"replayed 0 messages" in replayed.stdout
-        assert b"skipped 1 truncated dead letters" in replayed.stderr
+        assert b"skipped 1 dead letters: truncated ones" in replayed.stderr

@@ -6,6 +6,7 @@ here, so the alert can reach "firing" within the test (promtool's unit tests che
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -14,16 +15,19 @@ import shutil
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 import yaml
 
-from streams.cli.processes import running_worker
+from streams.cli.processes import LIFECYCLE, running_worker
 from streams.cli.simulator import simulate
 from streams.kafka.admin import ensure_topics
 from streams.kafka.broker import free_port
@@ -39,7 +43,7 @@ pytestmark = pytest.mark.prometheus
 
 
 class Prometheus:
-    def __init__(self, directory: Path, target: str) -> None:
+    def __init__(self, directory: Path, target: str, gateway_target: str) -> None:
         self.port = free_port()
         self.directory = directory
         for name in ("recording_rules.yml", "alerting_rules.yml"):
@@ -48,7 +52,10 @@ class Prometheus:
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
             "rule_files": ["recording_rules.yml", "alerting_rules.yml"],
-            "scrape_configs": [{"job_name": "lifecycle-worker", "static_configs": [{"targets": [target]}]}],
+            "scrape_configs": [
+                {"job_name": "lifecycle-worker", "static_configs": [{"targets": [target]}]},
+                {"job_name": "lifecycle-gateway", "static_configs": [{"targets": [gateway_target]}]},
+            ],
         }
         (directory / "prometheus.yml").write_text(yaml.safe_dump(config))
         self.process: subprocess.Popen[bytes] | None = None
@@ -111,15 +118,56 @@ def quota_file(tmp_path: Path) -> Path:
 def prometheus_for(tmp_path: Path) -> Iterator[Any]:
     started: list[Prometheus] = []
 
-    def start(target: str) -> Prometheus:
+    def start(target: str, gateway_target: str) -> Prometheus:
         directory = tmp_path / "prometheus"
         directory.mkdir()
-        started.append(Prometheus(directory, target).start())
+        started.append(Prometheus(directory, target, gateway_target).start())
         return started[-1]
 
     yield start
     for prometheus in started:
         prometheus.stop()
+
+
+GATEWAY_TOKEN = "e2e-token"
+
+
+class GatewayProcess:
+    def __init__(self, port: int, process: subprocess.Popen[bytes]) -> None:
+        self.port, self.process = port, process
+
+
+@contextlib.contextmanager
+def running_gateway(env: dict[str, str], tmp_path: Path) -> Iterator[GatewayProcess]:
+    """`lifecycle gateway` on a free port, its bearer token set, until the block ends."""
+    port = free_port()
+    gateway_env = {**env, "LIFECYCLE_GATEWAY_PORT": str(port), "LIFECYCLE_GATEWAY_TOKEN": GATEWAY_TOKEN}
+    with (tmp_path / "gateway.log").open("wb") as log:
+        process = subprocess.Popen(
+            [LIFECYCLE, "gateway"], env=gateway_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def healthy() -> bool:
+        try:
+            return http_get(f"http://127.0.0.1:{port}/health", timeout=1)[0] == 200
+        except OSError:
+            return False
+
+    try:
+        wait_for(healthy, timeout=60, what="the gateway's /health")
+        yield GatewayProcess(port, process)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(30)
+
+
+def http_post(url: str, body: bytes, headers: dict[str, str]) -> int:
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as refused:
+        return int(refused.code)
 
 
 def close(actual: float | None, expected: float | None) -> bool:
@@ -142,10 +190,17 @@ def test_rules_dashboards_and_csat_alert_on_real_prometheus(
     # so that the retention period's gauges have a period before and customers at its start
     simulation = simulate(2500, seed=31, csat_dip=1.0, start=datetime(datetime.now(UTC).year - 1, 10, 1))
     expected = simulation.expected.as_dict()
-    with running_worker(env, tmp_path / "worker.log") as worker:
-        prometheus = prometheus_for(f"127.0.0.1:{worker.port}")
+    with running_worker(env, tmp_path / "worker.log") as worker, running_gateway(env, tmp_path) as gateway:
+        prometheus = prometheus_for(f"127.0.0.1:{worker.port}", f"127.0.0.1:{gateway.port}")
         # every series exists at 0 in a first scrape before any event: rates then have no start bias
         wait_for(lambda: prometheus.scalar("count(lifecycle_events_total)"), timeout=60, what="a first scrape")
+        wait_for(
+            lambda: prometheus.scalar("count(lifecycle_gateway_requests_total)"), timeout=60, what="a gateway scrape"
+        )
+        # a request through the gateway, refused (the stream's counts stay the simulator's): its panels
+        # show traffic, not only the series at 0
+        token = {"Authorization": "Bearer not-the-token", "Content-Type": "application/json"}
+        assert http_post(f"http://127.0.0.1:{gateway.port}/events", orjson.dumps(simulation.events[0]), token) == 401
         with EventPublisher(settings) as publisher:
             for document in simulation.events:
                 publisher.publish(document)

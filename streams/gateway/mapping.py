@@ -1,0 +1,59 @@
+"""What a source's payload maps to: the contract events, or why none. The gateway and
+``lifecycle translate`` share it; the mapping does no I/O and validates nothing itself (the
+publisher validates every event against the contract before it is sent)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from streams.contract.timestamps import format_timestamp
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Mapped:
+    """A payload's contract events (JSON objects, in the order they happened), or none and why
+    (``ignored``: a vendor event type the product does not follow, answered 200 and counted)."""
+
+    events: tuple[dict[str, Any], ...] = ()
+    ignored: str | None = None
+
+
+@dataclass(frozen=True)
+class MappingOptions:
+    """Which of a vendor's objects is the customer (settings ``LIFECYCLE_GATEWAY_*_CUSTOMER``)."""
+
+    pipedrive_customer: Literal["organization", "person"] = "organization"
+    zendesk_customer: Literal["organization", "requester"] = "organization"
+
+
+def contract_event(
+    event_type: str, event_id: str, customer_id: str, occurred_at: Any, source: str, **fields: Any
+) -> dict[str, Any]:
+    """A contract event as the vendors' mappings build it; ``occurred_at``: an aware datetime (or a naive
+    one in UTC) or an RFC 3339 string. Fields whose value is None are left out (the contract's optional
+    fields)."""
+    if isinstance(occurred_at, datetime):
+        if occurred_at.tzinfo is not None:
+            occurred_at = occurred_at.astimezone(UTC).replace(tzinfo=None)
+        occurred_at = format_timestamp(occurred_at)
+    at = occurred_at
+    return {
+        "event_id": event_id,
+        "type": event_type,
+        "customer_id": customer_id,
+        "occurred_at": at,
+        "schema_version": SCHEMA_VERSION,
+        "source": source,
+        **{name: value for name, value in fields.items() if value is not None},
+    }
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """A request header by its case-insensitive name."""
+    wanted = name.lower()
+    return next((value for key, value in headers.items() if key.lower() == wanted), None)
