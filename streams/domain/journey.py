@@ -203,6 +203,11 @@ def _later(event: Event, at: datetime | None, event_id: str | None) -> bool:
     return at is None or (event.occurred_at, event.event_id) > (at, event_id or "")
 
 
+def _earlier(event: Event, at: datetime | None, event_id: str | None) -> bool:
+    """``event`` comes before the fact recorded at (``at``, ``event_id``): the earliest one stays."""
+    return at is None or (event.occurred_at, event.event_id) < (at, event_id or "")
+
+
 @dataclass(slots=True)
 class Applied:
     outcome: Outcome
@@ -320,10 +325,7 @@ class Journeys:
         if referrer is not None:
             obs.append(Observation("referral_lead"))
             newly_referred = customer.referred_by is None
-            if customer.referral_at is None or (event.occurred_at, event.event_id) < (
-                customer.referral_at,
-                customer.referral_event_id or "",
-            ):
+            if _earlier(event, customer.referral_at, customer.referral_event_id):
                 customer.referred_by, customer.referral_at = referrer, event.occurred_at
                 customer.referral_event_id = event.event_id
             if newly_referred and customer.converted_at is not None:  # converted before the referral was known

@@ -21,8 +21,9 @@ def period_bounds(unit: str, zone: tzinfo, now: datetime, *, offset: int = 0) ->
     months = _MONTHS[unit]
     first = local.year * 12 + (local.month - 1) // months * months + offset * months  # months since year 0
     start, end = (datetime(m // 12, m % 12 + 1, 1, tzinfo=zone) for m in (first, first + months))
-    return _naive_utc(start), _naive_utc(end)
+    return naive_utc(start), naive_utc(end)
 
 
-def _naive_utc(moment: datetime) -> datetime:
+def naive_utc(moment: datetime) -> datetime:
+    """An aware time as the pipeline holds every time: naive, in UTC."""
     return moment.astimezone(UTC).replace(tzinfo=None)

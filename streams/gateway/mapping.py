@@ -4,12 +4,14 @@ publisher validates every event against the contract before it is sent)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from streams.contract.timestamps import format_timestamp
+from streams.domain.periods import naive_utc
 
 SCHEMA_VERSION = 1
 
@@ -39,7 +41,7 @@ def contract_event(
     fields)."""
     if isinstance(occurred_at, datetime):
         if occurred_at.tzinfo is not None:
-            occurred_at = occurred_at.astimezone(UTC).replace(tzinfo=None)
+            occurred_at = naive_utc(occurred_at)
         occurred_at = format_timestamp(occurred_at)
     at = occurred_at
     return {
@@ -51,6 +53,21 @@ def contract_event(
         "source": source,
         **{name: value for name, value in fields.items() if value is not None},
     }
+
+
+def bounded_id(prefix: str, value: str, limit: int) -> str:
+    """``prefix + value``, or ``prefix`` + the value's BLAKE2b digest when that is longer than ``limit``:
+    ids stay deterministic (a vendor's retry maps to the same) and within the contract's lengths."""
+    text = prefix + value
+    if len(text) <= limit:
+        return text
+    return prefix + hashlib.blake2b(value.encode(), digest_size=16).hexdigest()
+
+
+def media_type(headers: Mapping[str, str]) -> str | None:
+    """The request's Content-Type without its parameters, lower-cased (None: no Content-Type)."""
+    value = header(headers, "content-type")
+    return None if value is None else value.split(";", 1)[0].strip().lower()
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:

@@ -27,7 +27,6 @@ from prometheus_client import CollectorRegistry, generate_latest
 from streams.contract.dead_letters import dead_letter_headers, fit_dead_letter
 from streams.contract.messages import DeadLetter, RawMessage
 from streams.domain.errors import InvalidEvent, RefusedRequest, UnmappablePayload
-from streams.gateway.mapping import Mapped
 from streams.gateway.sources import SOURCES, VENDORS, Source, options_from
 from streams.kafka.publisher import EventPublisher
 from streams.kafka.security import KafkaSecurity
@@ -146,12 +145,12 @@ class Gateway:
         try:
             mapped = source.translate(body, headers, self.options)
         except UnmappablePayload as exc:
-            await self._in_thread(self._send_dead_letters, source.name, body, headers, [(exc, None)])
+            await self._in_thread(self._publish, source.name, body, headers, (), [(exc, None)])
             self.metrics.dead_letters.labels(source.name).inc()
             return RequestOutcome.DEAD_LETTERED, _json(200, {"published": 0, "dead_lettered": 1, "reason": exc.reason})
         if mapped.ignored is not None:
             return RequestOutcome.IGNORED, _json(200, {"published": 0, "ignored": mapped.ignored})
-        published, refused = await self._in_thread(self._publish, source.name, body, headers, mapped)
+        published, refused = await self._in_thread(self._publish, source.name, body, headers, mapped.events, [])
         self.metrics.published.labels(source.name).inc(published)
         self.metrics.dead_letters.labels(source.name).inc(len(refused))
         answer: dict[str, Any] = {"published": published, "dead_lettered": len(refused)}
@@ -162,13 +161,20 @@ class Gateway:
     async def _in_thread(self, function: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
 
-    def _publish(self, source: str, body: bytes, headers: dict[str, str], mapped: Mapped) -> tuple[int, list[str]]:
+    def _publish(
+        self,
+        source: str,
+        body: bytes,
+        headers: dict[str, str],
+        events: tuple[dict[str, Any], ...],
+        refused: list[tuple[InvalidEvent, int | None]],
+    ) -> tuple[int, list[str]]:
         """Sends every event the contract accepts, and a dead letter (the original body, the reason)
-        for each it refuses; returns once Kafka acknowledged them all."""
+        for each it refuses and each of ``refused`` (index None: the body as a whole); returns once Kafka
+        acknowledged them all."""
         futures: list[Any] = []
-        refused: list[tuple[InvalidEvent, int | None]] = []
         try:
-            for index, document in enumerate(mapped.events):
+            for index, document in enumerate(events):
                 try:
                     futures.append(self.publisher.publish(document))
                 except InvalidEvent as exc:
@@ -179,17 +185,7 @@ class Gateway:
         except KafkaError as exc:
             log.warning("Kafka did not acknowledge a %s request's records: %s", source, exc)
             raise KafkaUnavailable from None
-        return len(futures), [f"event {index}: {exc.reason}" for exc, index in refused]
-
-    def _send_dead_letters(
-        self, source: str, body: bytes, headers: dict[str, str], refused: list[tuple[InvalidEvent, int | None]]
-    ) -> None:
-        try:
-            for future in self._dead_letter_futures(source, body, headers, refused):
-                future.get(timeout=self.settings.gateway_kafka_timeout_seconds)
-        except KafkaError as exc:
-            log.warning("Kafka did not acknowledge a %s dead letter: %s", source, exc)
-            raise KafkaUnavailable from None
+        return len(futures), [f"event {index}: {exc.reason}" for exc, index in refused if index is not None]
 
     def _dead_letter_futures(
         self, source: str, body: bytes, headers: dict[str, str], refused: list[tuple[InvalidEvent, int | None]]

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from streams.domain.errors import UnmappablePayload
-from streams.gateway.mapping import Mapped, MappingOptions, header
+from streams.gateway.mapping import Mapped, MappingOptions, header, media_type
 from streams.gateway.vendors import cloudevents, native, pipedrive, stripe, zendesk
 from streams.settings import Settings
 
@@ -62,7 +62,7 @@ def _native_or_cloudevent(body: bytes, headers: Mapping[str, str], options: Mapp
 
 
 def is_cloudevent(headers: Mapping[str, str]) -> bool:
-    kind = (header(headers, "content-type") or "").split(";")[0].strip().lower()
+    kind = media_type(headers) or ""
     return kind.startswith("application/cloudevents") or header(headers, "ce-specversion") is not None
 
 

@@ -20,6 +20,7 @@ from streams.db.models import Customer, Deal, Ticket
 from streams.db.retention import PeriodRetention, period_retention
 from streams.domain.figures import NPS_CATEGORIES, PASSIVE_SCORE, PROMOTER_SCORE
 from streams.domain.journey import UNKNOWN
+from streams.domain.periods import naive_utc
 from streams.domain.stages import CsatBand, Stage
 from streams.metrics.labels import BoundedLabel
 from streams.metrics.quotas import Quotas
@@ -142,7 +143,7 @@ class ReadModelCollector(Collector):
         nps = GaugeMetricFamily(
             "lifecycle_nps_customers", "Customers by the category of their latest NPS answer.", labels=["category"]
         )
-        naive_now = now.astimezone(UTC).replace(tzinfo=None)
+        naive_now = naive_utc(now)
         bucket = case(
             *((Customer.converted_at > naive_now - timedelta(days=days), label) for label, days in TENURES[:-1]),
             else_=TENURES[-1][0],
@@ -208,7 +209,7 @@ class ReadModelCollector(Collector):
         if (
             self._retention is None
             or moment - self._retention[0] >= self.retention_refresh_seconds
-            or (self._retention[1].end <= now.astimezone(UTC).replace(tzinfo=None))
+            or (self._retention[1].end <= naive_utc(now))
         ):
             self._retention = moment, period_retention(self.engine, self.retention_period, self.zone, now)
         figures = self._retention[1]

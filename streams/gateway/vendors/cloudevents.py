@@ -22,8 +22,7 @@ from cloudevents.core.bindings.http import HTTPMessage, from_http
 from cloudevents.core.formats.json import JSONFormat
 
 from streams.domain.errors import UnmappablePayload
-from streams.gateway.mapping import Mapped, header
-from streams.gateway.vendors.native import authenticate_bearer
+from streams.gateway.mapping import Mapped, media_type
 
 SOURCE = "cloudevents"
 BATCH_CONTENT_TYPE = "application/cloudevents-batch+json"
@@ -55,8 +54,7 @@ _FORMAT = _StrictJSONFormat()
 def map_request(body: bytes, headers: Mapping[str, str]) -> Mapped:
     """The contract events a CloudEvents HTTP request carries in its ``data``: one, or one per event of
     a batch (in the batch's order)."""
-    content_type = (header(headers, "content-type") or "").split(";", 1)[0].strip().lower()
-    if content_type == BATCH_CONTENT_TYPE:
+    if media_type(headers) == BATCH_CONTENT_TYPE:
         return Mapped(events=_batch(body))
     try:
         event = from_http(HTTPMessage(headers=dict(headers), body=body), _FORMAT)
@@ -101,11 +99,6 @@ def _contract_event(event: BaseCloudEvent) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UnmappablePayload("the CloudEvent's data must be one contract event (a JSON object)")
     return data
-
-
-def authenticate(body: bytes, headers: Mapping[str, str], token: str, now: float) -> None:
-    """The bearer token of ``LIFECYCLE_GATEWAY_TOKEN``, as for ``POST /events``."""
-    authenticate_bearer(headers, token)
 
 
 def _is_json(content_type: str | None) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from streams.domain.errors import RefusedRequest, UnmappablePayload
-from streams.gateway.mapping import Mapped, header
+from streams.gateway.mapping import Mapped, header, media_type
 
 SOURCE = "native"
 NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson"})
@@ -26,18 +26,17 @@ def map_request(body: bytes, headers: Mapping[str, str]) -> Mapped:
     """The events of a request: NDJSON by its content type (``application/x-ndjson``), else one JSON
     object or an array of objects. Without a content type (``lifecycle translate``), JSON if the body is
     JSON as a whole, else NDJSON."""
-    content_type = header(headers, "content-type")
-    media_type = content_type.split(";", 1)[0].strip().lower() if content_type is not None else None
-    if media_type is not None and media_type not in NDJSON_TYPES and not _is_json(media_type):
-        raise RefusedRequest(415, f"content type {media_type[:100]!r}: send application/json or application/x-ndjson")
+    kind = media_type(headers)
+    if kind is not None and kind not in NDJSON_TYPES and not _is_json(kind):
+        raise RefusedRequest(415, f"content type {kind[:100]!r}: send application/json or application/x-ndjson")
     if not body.strip(_BLANK + b"\n"):
         raise UnmappablePayload("the body is empty: no event")
-    if media_type in NDJSON_TYPES:
+    if kind in NDJSON_TYPES:
         return Mapped(events=_ndjson(body))
     try:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        if media_type is None:
+        if kind is None:
             return Mapped(events=_ndjson(body))
         raise UnmappablePayload(f"the body is not JSON: {exc}") from None
     if isinstance(document, dict):
@@ -64,11 +63,6 @@ def authenticate_bearer(headers: Mapping[str, str], token: str) -> None:
         raise RefusedRequest(401, "the Authorization header is not a bearer token")
     if not hmac.compare_digest(credentials.encode(), token.encode()):
         raise RefusedRequest(401, "wrong bearer token")
-
-
-def authenticate(body: bytes, headers: Mapping[str, str], token: str, now: float) -> None:
-    """The vendors' common signature over :func:`authenticate_bearer`."""
-    authenticate_bearer(headers, token)
 
 
 def _ndjson(body: bytes) -> tuple[dict[str, Any], ...]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import hmac
 import re
 from collections.abc import Mapping
@@ -18,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streams.domain.errors import RefusedRequest, UnmappablePayload
-from streams.gateway.mapping import Mapped, MappingOptions, contract_event, header
+from streams.gateway.mapping import Mapped, MappingOptions, bounded_id, contract_event, header
 
 SOURCE = "pipedrive"
 
@@ -102,7 +101,7 @@ def _lead_created(meta: dict[str, Any], data: dict[str, Any], options: MappingOp
         _customer(org, data.get("person_id"), options, "lead"),
         _when(data.get("add_time"), meta, "add_time"),
         SOURCE,
-        lead_id=_bounded("pipedrive-lead-", lead_id, MAX_ITEM_ID),
+        lead_id=bounded_id("pipedrive-lead-", lead_id, MAX_ITEM_ID),
         channel=_lead_channel(data),
         owner=_identifier(data.get("owner_id")),
     )
@@ -181,7 +180,7 @@ def _deal_id(data: dict[str, Any]) -> str:
     deal_id = _identifier(data.get("id"))
     if deal_id is None:
         raise UnmappablePayload("the deal has no id")
-    return _bounded("pipedrive-deal-", deal_id, MAX_ITEM_ID)
+    return bounded_id("pipedrive-deal-", deal_id, MAX_ITEM_ID)
 
 
 def _amount(value: Any) -> float | int:
@@ -201,7 +200,7 @@ def _customer(org: Any, person: Any, options: MappingOptions, what: str) -> str:
         candidates.reverse()
     for kind, value in candidates:
         if value is not None:
-            return _bounded(f"pipedrive-{kind}-", value, MAX_CUSTOMER_ID)
+            return bounded_id(f"pipedrive-{kind}-", value, MAX_CUSTOMER_ID)
     raise UnmappablePayload(f"the {what} is linked to neither an organization nor a person: no customer")
 
 
@@ -220,7 +219,7 @@ def _event_id(meta: dict[str, Any], event_type: str) -> str:
     event = _identifier(meta.get("id"))
     if event is None:
         raise UnmappablePayload("meta.id is missing: no stable event id")
-    return _bounded(f"{SOURCE}:", f"{event}:{event_type}", MAX_EVENT_ID)
+    return bounded_id(f"{SOURCE}:", f"{event}:{event_type}", MAX_EVENT_ID)
 
 
 def _when(value: Any, meta: dict[str, Any], field: str) -> datetime:
@@ -257,12 +256,3 @@ def _identifier(value: Any) -> str | None:
     if isinstance(value, str) and value.strip():
         return value.strip()
     return None
-
-
-def _bounded(prefix: str, value: str, limit: int) -> str:
-    """``prefix + value``, or ``prefix`` + the value's BLAKE2b digest when that is longer than the limit: ids
-    stay deterministic and within the contract's lengths."""
-    text = prefix + value
-    if len(text) <= limit:
-        return text
-    return prefix + hashlib.blake2b(value.encode(), digest_size=16).hexdigest()

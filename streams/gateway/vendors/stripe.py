@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from streams.domain.errors import RefusedRequest, UnmappablePayload
-from streams.gateway.mapping import Mapped, MappingOptions, contract_event, header
+from streams.gateway.mapping import Mapped, MappingOptions, bounded_id, contract_event, header
 
 SOURCE = "stripe"
 OWNER = "stripe"  # deal.won/opened's owner unless the object's metadata names one (METADATA_OWNER)
@@ -233,7 +233,7 @@ def _event_id(event: dict[str, Any]) -> str:
     event_id = event.get("id")
     if not isinstance(event_id, str) or not event_id.strip():
         raise UnmappablePayload("the event has no id")
-    return _bounded(f"{SOURCE}:", event_id.strip(), MAX_EVENT_ID)
+    return bounded_id(f"{SOURCE}:", event_id.strip(), MAX_EVENT_ID)
 
 
 def _occurred_at(event: dict[str, Any]) -> datetime:
@@ -308,7 +308,7 @@ def _deal_id(value: Any, missing: str) -> str:
     deal_id = _id_of(value)
     if deal_id is None:
         raise UnmappablePayload(missing)
-    return _bounded("", deal_id, MAX_DEAL_ID)
+    return bounded_id("", deal_id, MAX_DEAL_ID)
 
 
 def _currency(value: Any, what: str) -> str:
@@ -383,12 +383,3 @@ def _churn_reason(details: Any) -> str | None:
         if isinstance(value, str) and value.strip()
     ]
     return ": ".join(parts)[:MAX_REASON] or None
-
-
-def _bounded(prefix: str, value: str, limit: int) -> str:
-    """``prefix + value``, or ``prefix`` + the value's BLAKE2b digest when longer than the limit (Stripe's
-    ids are about 30 characters): deterministic, within the contract's lengths."""
-    text = prefix + value
-    if len(text) <= limit:
-        return text
-    return prefix + hashlib.blake2b(value.encode(), digest_size=16).hexdigest()
