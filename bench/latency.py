@@ -38,8 +38,8 @@ def latency(
     import confluent_kafka
     import orjson
 
-    from streams.contract.vocabulary import EVENT_TOPICS
     from streams.kafka.admin import ensure_topics
+    from streams.kafka.publisher import event_topics
     from streams.settings import Settings
 
     suffix = uuid.uuid4().hex[:8]
@@ -70,7 +70,7 @@ def latency(
         # The load generator shares the two cores with what it measures, so it does as little as it can:
         # events encoded up front, sent by librdkafka (C); kafka-python, the product's publisher, costs
         # four times the CPU per event (README, Performance)
-        topic_of = {kind: settings.source_topics[topic] for kind, topic in EVENT_TOPICS.items()}
+        topic_of = event_topics(settings)
         encoded = [(topic_of[d["type"]], d["customer_id"].encode(), orjson.dumps(d)) for d in events]
         producer = confluent_kafka.Producer(
             {

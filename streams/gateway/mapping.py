@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from multidict import CIMultiDict, CIMultiDictProxy
+
 from streams.contract.timestamps import format_timestamp
 from streams.domain.periods import naive_utc
 
@@ -71,6 +73,9 @@ def media_type(headers: Mapping[str, str]) -> str | None:
 
 
 def header(headers: Mapping[str, str], name: str) -> str | None:
-    """A request header by its case-insensitive name."""
+    """A request header by its case-insensitive name: aiohttp's headers (a multidict's CIMultiDictProxy)
+    find it themselves; a plain mapping (``lifecycle translate``'s, the tests') is searched."""
+    if isinstance(headers, CIMultiDictProxy | CIMultiDict):
+        return headers.get(name)
     wanted = name.lower()
     return next((value for key, value in headers.items() if key.lower() == wanted), None)

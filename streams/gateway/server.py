@@ -10,33 +10,31 @@ vendors' own, make a retry a duplicate downstream. The gateway keeps no state: r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Mapping
 from importlib import resources
 from typing import Any
 
 import orjson
+import uvloop
 from aiohttp import web
-from kafka import KafkaProducer
-from kafka.errors import KafkaError
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, generate_latest
 
 from streams.contract.dead_letters import dead_letter_headers, fit_dead_letter
 from streams.contract.messages import DeadLetter, RawMessage
 from streams.domain.errors import InvalidEvent, RefusedRequest, UnmappablePayload
 from streams.gateway.sources import SOURCES, VENDORS, Source, options_from
-from streams.kafka.publisher import EventPublisher
-from streams.kafka.security import KafkaSecurity
+from streams.kafka.async_publisher import AsyncEventPublisher, Delivery, acknowledgement
 from streams.metrics.gateway import GatewayMetrics, RequestOutcome
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
 ORIGIN_PREFIX = "gateway:"  # a gateway dead letter's origin, where a worker's names its source topic
 KEPT_HEADERS = ("content-type",)  # what a dead letter keeps of the request's headers: never a credential
-PUBLISH_THREADS = 64
+Refusals = list[tuple[InvalidEvent, int | None]]  # each refused event's reason and index (None: the body)
 
 
 class KafkaUnavailable(Exception):
@@ -45,32 +43,20 @@ class KafkaUnavailable(Exception):
 
 class Gateway:
     def __init__(
-        self,
-        settings: Settings,
-        registry: CollectorRegistry,
-        *,
-        connect: Callable[[Settings], EventPublisher] | None = None,
-        clock: Callable[[], float] = time.time,
+        self, settings: Settings, registry: CollectorRegistry, *, clock: Callable[[], float] = time.time
     ) -> None:
-        """``connect`` makes the publisher (default :func:`gateway_publisher`), at the first request that
-        needs it and again after it failed: the gateway starts, and answers 503, while Kafka is down."""
         self.settings = settings
-        self.connect = connect or gateway_publisher
-        self._publisher: EventPublisher | None = None
-        self._connecting = threading.Lock()
+        self._publisher: AsyncEventPublisher | None = None
+        self._starting: asyncio.Task[AsyncEventPublisher] | None = None
         self.registry = registry
         self.metrics = GatewayMetrics(registry, tuple(SOURCES))
         self.options = options_from(settings)
         self.clock = clock
-        # kafka-python blocks: sends and their acknowledgements wait in threads, off the event loop. A
-        # request mostly waits (~20 ms for acks=all), so the threads bound the requests in flight:
-        # 8 capped a gateway at ~400 requests/s on 2 cores (bench.gateway)
-        self.executor = ThreadPoolExecutor(max_workers=PUBLISH_THREADS, thread_name_prefix="gateway-publish")
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.settings.gateway_max_body_bytes)
-        app.router.add_post("/webhooks/{source}", self.webhook)
         app.router.add_post("/events", self.events)
+        app.router.add_post("/webhooks/{source}", self.webhook)
         app.router.add_get("/metrics", self.metrics_page)
         app.router.add_get("/health", self.health)
         app.router.add_get("/openapi.yaml", self.openapi)
@@ -78,21 +64,38 @@ class Gateway:
         return app
 
     async def _close(self, _app: web.Application) -> None:
-        self.executor.shutdown(wait=False)
-        self.close()
+        """Sends what is pending, then closes the producer (the app's cleanup, in its loop)."""
+        publisher, self._publisher = self._publisher, None
+        if publisher is not None:
+            await publisher.stop()
 
-    def close(self) -> None:
+    async def publisher(self) -> AsyncEventPublisher:
+        """The producer, started at the first request that needs it and again after a start failed: the
+        gateway starts, and answers 503, while Kafka is down. The requests that arrive during a start
+        share its outcome."""
         if self._publisher is not None:
-            self._publisher.close()
-            self._publisher = None
-
-    @property
-    def publisher(self) -> EventPublisher:
-        """The producer, connected on first use (in a publishing thread: kafka-python connects blocking)."""
-        with self._connecting:
-            if self._publisher is None:
-                self._publisher = self.connect(self.settings)
             return self._publisher
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._start_publisher())
+        starting = self._starting
+        try:
+            publisher = await asyncio.shield(starting)
+        finally:
+            if starting.done() and self._starting is starting:
+                self._starting = None
+        self._publisher = publisher
+        return publisher
+
+    async def _start_publisher(self) -> AsyncEventPublisher:
+        publisher = AsyncEventPublisher(self.settings, timeout_seconds=self.settings.gateway_kafka_timeout_seconds)
+        try:
+            await asyncio.wait_for(publisher.start(), self.settings.gateway_kafka_timeout_seconds)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            log.warning("cannot reach Kafka at %s: %s", self.settings.bootstrap_servers, exc)
+            with contextlib.suppress(Exception):  # a producer that never started: nothing of it to keep
+                await publisher.stop()
+            raise KafkaUnavailable from None
+        return publisher
 
     async def webhook(self, request: web.Request) -> web.Response:
         name = request.match_info["source"]
@@ -124,8 +127,9 @@ class Gateway:
         except KafkaUnavailable:
             outcome = RequestOutcome.UNAVAILABLE
             response = _json(503, {"error": "Kafka is unavailable: retry later"}, {"Retry-After": "5"})
-        self.metrics.requests.labels(source.name, outcome.value).inc()
-        self.metrics.seconds.labels(source.name).observe(time.perf_counter() - started)
+        metrics = self.metrics.sources[source.name]
+        metrics.requests[outcome].inc()
+        metrics.seconds.observe(time.perf_counter() - started)
         return response
 
     async def _handle(self, source: Source, request: web.Request) -> tuple[RequestOutcome, web.Response]:
@@ -140,67 +144,69 @@ class Gateway:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             raise RefusedRequest(413, f"the body is larger than {self.settings.gateway_max_body_bytes} bytes") from None
-        headers = {key: value for key, value in request.headers.items()}
+        headers = request.headers  # case-insensitive, as every header lookup of the sources expects
         source.authenticate(body, headers, self.settings, self.clock())
         try:
             mapped = source.translate(body, headers, self.options)
         except UnmappablePayload as exc:
-            await self._in_thread(self._publish, source.name, body, headers, (), [(exc, None)])
-            self.metrics.dead_letters.labels(source.name).inc()
+            await self._publish(source.name, body, headers, (), [(exc, None)])
+            self.metrics.sources[source.name].dead_letters.inc()
             return RequestOutcome.DEAD_LETTERED, _json(200, {"published": 0, "dead_lettered": 1, "reason": exc.reason})
         if mapped.ignored is not None:
             return RequestOutcome.IGNORED, _json(200, {"published": 0, "ignored": mapped.ignored})
-        published, refused = await self._in_thread(self._publish, source.name, body, headers, mapped.events, [])
-        self.metrics.published.labels(source.name).inc(published)
-        self.metrics.dead_letters.labels(source.name).inc(len(refused))
+        published, refused = await self._publish(source.name, body, headers, mapped.events, [])
+        metrics = self.metrics.sources[source.name]
+        metrics.published.inc(published)
+        if refused:
+            metrics.dead_letters.inc(len(refused))
         answer: dict[str, Any] = {"published": published, "dead_lettered": len(refused)}
         if refused:
             answer["reasons"] = refused
         return RequestOutcome.PUBLISHED, _json(200, answer)
 
-    async def _in_thread(self, function: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
-
-    def _publish(
+    async def _publish(
         self,
         source: str,
         body: bytes,
-        headers: dict[str, str],
+        headers: Mapping[str, str],
         events: tuple[dict[str, Any], ...],
-        refused: list[tuple[InvalidEvent, int | None]],
+        refused: Refusals,
     ) -> tuple[int, list[str]]:
         """Sends every event the contract accepts, and a dead letter (the original body, the reason)
         for each it refuses and each of ``refused`` (index None: the body as a whole); returns once Kafka
-        acknowledged them all."""
-        futures: list[Any] = []
+        acknowledged them all, within ``LIFECYCLE_GATEWAY_KAFKA_TIMEOUT_SECONDS``."""
+        deliveries: list[Delivery] = []
         try:
-            for index, document in enumerate(events):
-                try:
-                    futures.append(self.publisher.publish(document))
-                except InvalidEvent as exc:
-                    refused.append((exc, index))
-            letters = self._dead_letter_futures(source, body, headers, refused)
-            for future in [*futures, *letters]:
-                future.get(timeout=self.settings.gateway_kafka_timeout_seconds)
-        except KafkaError as exc:
+            # a send the timeout cancels is not sent; records handed over before it still go once Kafka
+            # takes them (a 503 all the same: the vendor's retry is then a duplicate downstream)
+            async with asyncio.timeout(self.settings.gateway_kafka_timeout_seconds):
+                publisher = await self.publisher()
+                for index, document in enumerate(events):
+                    try:
+                        deliveries.append(await publisher.publish(document))
+                    except InvalidEvent as exc:
+                        refused.append((exc, index))
+                published = len(deliveries)
+                if refused:
+                    for key, value, letter_headers in self._dead_letters(source, body, headers, refused):
+                        deliveries.append(await publisher.send_raw(self.settings.topic_dlq, key, value, letter_headers))
+                await acknowledgement(deliveries)
+        except (KafkaError, TimeoutError) as exc:
             log.warning("Kafka did not acknowledge a %s request's records: %s", source, exc)
             raise KafkaUnavailable from None
-        return len(futures), [f"event {index}: {exc.reason}" for exc, index in refused if index is not None]
+        return published, [f"event {index}: {exc.reason}" for exc, index in refused if index is not None]
 
-    def _dead_letter_futures(
-        self, source: str, body: bytes, headers: dict[str, str], refused: list[tuple[InvalidEvent, int | None]]
-    ) -> list[Any]:
-        kept = [(name, value.encode()) for name, value in headers.items() if name.lower() in KEPT_HEADERS]
-        futures = []
+    def _dead_letters(
+        self, source: str, body: bytes, headers: Mapping[str, str], refused: Refusals
+    ) -> Iterator[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]]:
+        """Each refusal as a dead letter's key, value and headers: the original body, within the size limit."""
+        # str(): aiohttp's header names are multidict's istr, which aiokafka's C record builder refuses
+        kept = [(str(name), value.encode()) for name, value in headers.items() if name.lower() in KEPT_HEADERS]
         for exc, index in refused:
             reason = exc.reason if index is None else f"event {index} of the request: {exc.reason}"
             message = RawMessage(ORIGIN_PREFIX + source, -1, -1, None, body, kept)
             letter = DeadLetter(message, exc.error_class, reason)
-            key, value, letter_headers = fit_dead_letter(
-                None, body, dead_letter_headers(letter), self.settings.dead_letter_max_bytes
-            )
-            futures.append(self.publisher.send_raw(self.settings.topic_dlq, key, value, letter_headers))
-        return futures
+            yield fit_dead_letter(None, body, dead_letter_headers(letter), self.settings.dead_letter_max_bytes)
 
 
 _REFUSALS = {
@@ -215,27 +221,12 @@ def _json(status: int, document: dict[str, Any], headers: dict[str, str] | None 
     return web.Response(status=status, body=orjson.dumps(document), content_type="application/json", headers=headers)
 
 
-def gateway_publisher(settings: Settings) -> EventPublisher:
-    """The validating publisher, acks=all and idempotent, that gives up on Kafka within the request's
-    timeout instead of blocking a request for a minute."""
-    timeout_ms = int(settings.gateway_kafka_timeout_seconds * 1000)
-    producer = KafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=1,
-        max_block_ms=timeout_ms,
-        bootstrap_timeout_ms=timeout_ms,
-        request_timeout_ms=timeout_ms,
-        delivery_timeout_ms=timeout_ms + 1000,
-        **KafkaSecurity.from_settings(settings).kafka_python(),
-    )
-    return EventPublisher(settings, producer=producer)
+def event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop: the loop's own work (tasks, futures, the sockets) is a quarter of a request's
+    CPU on asyncio's, and uvloop does it in C (bench.gateway runs the bare handler on it too)."""
+    return uvloop.new_event_loop()
 
 
 def run_gateway(settings: Settings) -> None:
     gateway = Gateway(settings, CollectorRegistry())
-    try:
-        web.run_app(gateway.app(), host=settings.gateway_host, port=settings.gateway_port, print=None)
-    finally:
-        gateway.close()
+    web.run_app(gateway.app(), host=settings.gateway_host, port=settings.gateway_port, print=None, loop=event_loop())

@@ -20,9 +20,24 @@ from streams.kafka.security import KafkaSecurity
 from streams.settings import Settings
 
 
+def contract_record(topics: Mapping[str, str], event: Mapping[str, Any]) -> tuple[str, bytes, bytes]:
+    """The record a contract event is published as: (its type's source topic in ``topics``, from
+    :func:`event_topics`; the customer id as key; the JSON); raises :class:`InvalidEvent` for an event the
+    contract refuses. Every publisher goes through it, so an event lands where the worker expects it,
+    keyed as it expects."""
+    validated = validate_document(dict(event))
+    return topics[validated.type], validated.customer_id.encode(), orjson.dumps(event)
+
+
+def event_topics(settings: Settings) -> dict[str, str]:
+    """Event type -> the configured source topic it is published on."""
+    return {event_type: settings.source_topics[topic] for event_type, topic in EVENT_TOPICS.items()}
+
+
 class EventPublisher:
     def __init__(self, settings: Settings, *, producer: KafkaProducer | None = None) -> None:
         self.settings = settings
+        self.topics = event_topics(settings)
         self.producer = producer or KafkaProducer(
             bootstrap_servers=settings.bootstrap_servers,
             acks="all",
@@ -34,12 +49,11 @@ class EventPublisher:
         )
 
     def topic_for(self, event_type: str) -> str:
-        return self.settings.source_topics[EVENT_TOPICS[event_type]]
+        return self.topics[event_type]
 
     def publish(self, event: Mapping[str, Any]) -> FutureRecordMetadata:
         """Validate and send asynchronously; :meth:`flush`, or the returned future, waits for delivery."""
-        validated = validate_document(dict(event))
-        return self.send_raw(self.topic_for(validated.type), validated.customer_id.encode(), orjson.dumps(event))
+        return self.send_raw(*contract_record(self.topics, event))
 
     def send_raw(
         self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None = None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -20,6 +22,16 @@ class RequestOutcome(StrEnum):
     TOO_LARGE = "too_large"  # 413
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"  # 415
     UNAVAILABLE = "unavailable"  # 503: Kafka did not acknowledge in time
+
+
+@dataclass(frozen=True)
+class SourceMetrics:
+    """One source's series, bound once: ``labels()`` on every request was a twentieth of its CPU."""
+
+    requests: dict[RequestOutcome, Any]  # prometheus_client's bound children are untyped
+    seconds: Any
+    published: Any
+    dead_letters: Any
 
 
 class GatewayMetrics:
@@ -46,9 +58,13 @@ class GatewayMetrics:
             ["source"],
             registry=registry,
         )
-        for source in sources:  # every series from start-up, at 0: a ratio over them is never empty
-            self.seconds.labels(source)
-            self.published.labels(source)
-            self.dead_letters.labels(source)
-            for outcome in RequestOutcome:
-                self.requests.labels(source, outcome.value)
+        # every series from start-up, at 0: a ratio over them is never empty
+        self.sources = {
+            source: SourceMetrics(
+                {outcome: self.requests.labels(source, outcome.value) for outcome in RequestOutcome},
+                self.seconds.labels(source),
+                self.published.labels(source),
+                self.dead_letters.labels(source),
+            )
+            for source in sources
+        }

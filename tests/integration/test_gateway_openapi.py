@@ -112,7 +112,6 @@ def serving(gateway: Gateway) -> Iterator[str]:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=30)
         loop.close()
-        gateway.close()
 
 
 @pytest.fixture(scope="module")
@@ -241,10 +240,7 @@ def test_the_app_serves_the_packaged_description() -> None:
             answer = await client.get("/openapi.yaml")
             return answer.status, answer.content_type, await answer.read()
 
-    try:
-        status, content_type, served = asyncio.run(fetch())
-    finally:
-        gateway.close()
+    status, content_type, served = asyncio.run(fetch())
     assert (status, content_type) == (200, "application/yaml")
     assert served == OPENAPI.read_bytes()
     assert yaml.safe_load(served)["openapi"].startswith("3.")

@@ -3,11 +3,13 @@
 One broker for the module listens on PLAINTEXT (inter-broker), SASL_PLAINTEXT (PLAIN), SSL and SASL_SSL
 (SCRAM-SHA-256) with a certificate from a throw-away CA. Each case runs the whole path through the
 secured listener: kafka-python creates the topics and publishes, the real worker (aiokafka under Faust)
-consumes and commits, and the password is nowhere in the worker's debug log.
+consumes and commits, and the password is nowhere in the worker's debug log; the gateway's producer
+(aiokafka) publishes through each listener too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -20,8 +22,10 @@ from kafka.errors import KafkaError
 
 from streams.cli.processes import running_worker
 from streams.kafka.admin import ensure_topics
+from streams.kafka.async_publisher import AsyncEventPublisher, acknowledgement
 from streams.kafka.broker import LocalKafka, free_port
 from streams.kafka.publisher import EventPublisher
+from streams.kafka.reading import read_to_end
 from streams.kafka.security import KafkaSecurity
 from tests.conftest import IN_CI, settings_from
 from tests.integration.test_faults import committed_events
@@ -170,3 +174,23 @@ def test_tls_refuses_a_broker_it_does_not_trust(secured_kafka: SecuredKafka, cap
     env = client_env(secured_kafka, "SSL")
     del env["LIFECYCLE_KAFKA_SSL_CAFILE"]
     assert "CERTIFICATE_VERIFY_FAILED" in refusal(env, caplog)
+
+
+@pytest.mark.parametrize("protocol", ["SASL_PLAINTEXT", "SSL", "SASL_SSL"])
+def test_the_gateway_s_producer_publishes_through_a_secured_listener(
+    secured_kafka: SecuredKafka, protocol: str, topic_names: dict[str, str]
+) -> None:
+    """The gateway's aiokafka producer takes the same security settings as the other clients."""
+    settings = settings_from({**topic_names, **client_env(secured_kafka, protocol)})
+    ensure_topics(settings)
+
+    async def publish() -> None:
+        publisher = AsyncEventPublisher(settings, timeout_seconds=30)
+        await publisher.start()
+        try:
+            await acknowledgement([await publisher.publish(event("lead.created", customer_id="c-gateway"))])
+        finally:
+            await publisher.stop()
+
+    asyncio.run(publish())
+    assert [record.key for batch in read_to_end(settings, [settings.topic_leads]) for record in batch] == [b"c-gateway"]
