@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import gc
 import json
 import math
 import os
@@ -77,6 +78,8 @@ def serve_bare() -> None:
         return web.Response(body=b'{"status": "ok"}', content_type="application/json")
 
     settings = Settings()
+    gc.collect()
+    gc.freeze()  # as run_gateway does
     app = web.Application(client_max_size=settings.gateway_max_body_bytes)
     app.router.add_post("/events", events)
     app.router.add_get("/health", health)
