@@ -331,3 +331,42 @@ def test_with_kafka_stopped_it_answers_503_and_once_back_loses_nothing_and_never
         assert all(ids[e["event_id"]] <= 2 for e in during)
     finally:
         broker.stop()
+
+
+def test_a_gateway_started_before_kafka_answers_503_then_publishes_once_kafka_is_up(
+    topic_names: dict[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The producer starts at the first request that needs it, and again after a start failed: a gateway
+    deployed before its broker (or across a broker's restart at its start) serves once Kafka is there."""
+    broker = LocalKafka(tmp_path / "kafka", port=free_port(), controller_port=free_port(), partitions=2)
+    settings_ = settings_from(
+        {
+            **topic_names,
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+            "LIFECYCLE_GATEWAY_TOKEN": TOKEN,
+            "LIFECYCLE_GATEWAY_KAFKA_TIMEOUT_SECONDS": "2",
+        }
+    )
+    lead = event("lead.created", "late-1")
+
+    async def scenario(client: Client, gateway: Gateway) -> None:
+        attempts = await asyncio.gather(
+            *(client.post("/events", data=orjson.dumps(lead), headers=bearer()) for _ in range(3))
+        )
+        assert [answer.status for answer in attempts] == [503, 503, 503]
+        failed_starts = [r for r in caplog.records if r.getMessage().startswith("cannot reach Kafka")]
+        assert len(failed_starts) == 1  # the three requests shared one start, they did not each try
+        await asyncio.to_thread(broker.start)
+        await asyncio.to_thread(ensure_topics, settings_)
+        deadline = time.monotonic() + 60
+        while (answer := await client.post("/events", data=orjson.dumps(lead), headers=bearer())).status == 503:
+            assert time.monotonic() < deadline, "the gateway never started its producer once Kafka was up"
+            await asyncio.sleep(1)  # the vendor's back-off between retries, not a wait for an event
+        assert answer.status == 200 and (await answer.json())["published"] == 1
+
+    try:
+        serve(settings_, scenario)
+        ids = [orjson.loads(r.value)["event_id"] for rs in records(settings_).values() for r in rs]
+        assert ids == [lead["event_id"]]  # the 503s published nothing: no producer had taken them
+    finally:
+        broker.stop()
