@@ -202,24 +202,32 @@ def write_targets(path: Path, url: str, encoded: Sequence[bytes], headers: dict[
     return path
 
 
-def attack(load: Load, seconds: float, *, connections: int, rate: float | None = None) -> tuple[dict[str, Any], float]:
+def attack(
+    load: Load, seconds: float, *, connections: int, rate: float | None = None, server: Server | None = None
+) -> tuple[dict[str, Any], dict[str, float]]:
     """One vegeta attack: a closed loop of ``connections`` workers (``rate`` None), or an open loop at
-    ``rate`` requests/s on at most ``connections`` connections. Returns vegeta's JSON report and the CPU
-    seconds vegeta took."""
+    ``rate`` requests/s on at most ``connections`` connections. Returns vegeta's JSON report and the cores
+    (CPU seconds over wall seconds) of ``server``, of vegeta and of the machine while it attacked."""
+    from bench.usage import machine_busy
+
     shape = ["-rate=0", f"-workers={connections}", f"-max-workers={connections}"]
     if rate is not None:
         shape = [f"-rate={max(1, round(rate))}/1s", f"-max-connections={connections}"]
     with tempfile.NamedTemporaryFile(suffix=".bin") as results:
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         command = [str(vegeta()), "attack", "-format=json", f"-targets={load.targets}", f"-duration={seconds}s"]
         command += [f"-timeout={CLIENT_TIMEOUT_SECONDS:g}s", "-max-body=0", f"-output={results.name}", *shape]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        wall, cpu, busy = time.perf_counter(), server.cpu() if server else 0.0, machine_busy()
         subprocess.run(command, check=True)
+        wall, busy = time.perf_counter() - wall, machine_busy() - busy
+        cpu = (server.cpu() - cpu) if server else 0.0
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         report = subprocess.run(
             [str(vegeta()), "report", "-type=json", results.name], check=True, capture_output=True
         ).stdout
-    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    return orjson.loads(report), cpu
+    generator = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    cores = {"cores_server": cpu / wall, "cores_generator": generator / wall, "cores_machine": busy / wall}
+    return orjson.loads(report), cores
 
 
 def _failed(report: dict[str, Any]) -> int:
@@ -239,13 +247,9 @@ def settle(server: Server, idle_cores: float = 0.05, timeout: float = 60.0) -> N
 
 
 def closed_run(server: Server, load: Load, connections: int, seconds: float, warmup: float) -> dict[str, float]:
-    from bench.usage import machine_busy
-
     attack(load, warmup, connections=connections)
     published = server.published()
-    wall, cpu, busy = time.perf_counter(), server.cpu(), machine_busy()
-    report, generator = attack(load, seconds, connections=connections)
-    wall, cpu, busy = time.perf_counter() - wall, server.cpu() - cpu, machine_busy() - busy
+    report, cores = attack(load, seconds, connections=connections, server=server)
     answered = int(report.get("status_codes", {}).get("200", 0))
     if published is not None:  # the gateway's own count agrees with what was answered
         acked = (server.published() or 0.0) - published
@@ -255,9 +259,7 @@ def closed_run(server: Server, load: Load, connections: int, seconds: float, war
         "requests_per_s": float(report["throughput"]),
         "events_per_s": float(report["throughput"]) * load.batch,
         "closed_failed": _failed(report),
-        "cores_server": cpu / wall,
-        "cores_generator": generator / wall,
-        "cores_machine": busy / wall,
+        **cores,
     }
 
 
@@ -265,7 +267,7 @@ def open_run(load: Load, rate: float, seconds: float, warmup: float, connections
     """vegeta starts each request when it is due, whatever is unanswered; a request that failed (not
     200, or no answer in 30 s) counts as infinite in the quantiles."""
     attack(load, warmup, connections=connections, rate=rate)
-    report, _cpu = attack(load, seconds, connections=connections, rate=rate)
+    report, _cores = attack(load, seconds, connections=connections, rate=rate)
     failed = _failed(report)
     latencies = report["latencies"]
 

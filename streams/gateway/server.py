@@ -19,7 +19,6 @@ from importlib import resources
 from typing import Any
 
 import orjson
-import uvloop
 from aiohttp import web
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, generate_latest
@@ -49,6 +48,7 @@ class Gateway:
         self.settings = settings
         self._publisher: AsyncEventPublisher | None = None
         self._starting: asyncio.Task[AsyncEventPublisher] | None = None
+        self._closed = False
         self.registry = registry
         self.metrics = GatewayMetrics(registry, tuple(SOURCES))
         self.options = options_from(settings)
@@ -65,7 +65,11 @@ class Gateway:
         return app
 
     async def _close(self, _app: web.Application) -> None:
-        """Sends what is pending, then closes the producer (the app's cleanup, in its loop)."""
+        """Stops the producer, or the start of one under way (the app's cleanup, in its loop)."""
+        self._closed = True
+        if self._starting is not None:
+            self._starting.cancel()
+            await asyncio.gather(self._starting, return_exceptions=True)  # its done callback has run
         publisher, self._publisher = self._publisher, None
         if publisher is not None:
             await publisher.stop()
@@ -76,16 +80,19 @@ class Gateway:
         share its outcome."""
         if self._publisher is not None:
             return self._publisher
+        if self._closed:
+            raise KafkaUnavailable
         if self._starting is None:
-            self._starting = asyncio.ensure_future(self._start_publisher())
-        starting = self._starting
-        try:
-            publisher = await asyncio.shield(starting)
-        finally:
-            if starting.done() and self._starting is starting:
-                self._starting = None
-        self._publisher = publisher
-        return publisher
+            self._starting = asyncio.create_task(self._start_publisher())
+            self._starting.add_done_callback(self._started)
+        return await asyncio.shield(self._starting)  # a request's timeout does not cancel the start
+
+    def _started(self, task: asyncio.Task[AsyncEventPublisher]) -> None:
+        """Keeps a started producer, even when every request that waited for it has timed out, and forgets
+        a failed start (its failure retrieved), so that the next request tries again."""
+        self._starting = None
+        if not task.cancelled() and task.exception() is None:
+            self._publisher = task.result()
 
     async def _start_publisher(self) -> AsyncEventPublisher:
         publisher = AsyncEventPublisher(self.settings, timeout_seconds=self.settings.gateway_kafka_timeout_seconds)
@@ -93,9 +100,11 @@ class Gateway:
             await asyncio.wait_for(publisher.start(), self.settings.gateway_kafka_timeout_seconds)
         except (KafkaError, OSError, TimeoutError) as exc:
             log.warning("cannot reach Kafka at %s: %s", self.settings.bootstrap_servers, exc)
-            with contextlib.suppress(Exception):  # a producer that never started: nothing of it to keep
-                await publisher.stop()
+            await _discard(publisher)
             raise KafkaUnavailable from None
+        except asyncio.CancelledError:  # the gateway stops
+            await _discard(publisher)
+            raise
         return publisher
 
     async def webhook(self, request: web.Request) -> web.Response:
@@ -176,6 +185,8 @@ class Gateway:
         """Sends every event the contract accepts, and a dead letter (the original body, the reason)
         for each it refuses and each of ``refused`` (index None: the body as a whole); returns once Kafka
         acknowledged them all, within ``LIFECYCLE_GATEWAY_KAFKA_TIMEOUT_SECONDS``."""
+        if not events and not refused:  # an empty array: nothing to wait for Kafka for
+            return 0, []
         deliveries: list[Delivery] = []
         try:
             # a send the timeout cancels is not sent; records handed over before it still go once Kafka
@@ -210,6 +221,13 @@ class Gateway:
             yield fit_dead_letter(None, body, dead_letter_headers(letter), self.settings.dead_letter_max_bytes)
 
 
+async def _discard(publisher: AsyncEventPublisher) -> None:
+    """Closes a producer that never started: nothing of it is kept, and aiokafka may fail to close what
+    it never opened."""
+    with contextlib.suppress(Exception):
+        await publisher.stop()
+
+
 _REFUSALS = {
     401: RequestOutcome.UNAUTHORIZED,
     404: RequestOutcome.DISABLED,
@@ -224,7 +242,12 @@ def _json(status: int, document: dict[str, Any], headers: dict[str, str] | None 
 
 def event_loop() -> asyncio.AbstractEventLoop:
     """uvloop's event loop: the loop's own work (tasks, futures, the sockets) is a quarter of a request's
-    CPU on asyncio's, and uvloop does it in C (bench.gateway runs the bare handler on it too)."""
+    CPU on asyncio's, and uvloop does it in C (bench.gateway runs the bare handler on it too). asyncio's
+    where uvloop is not installed (Windows)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
     return uvloop.new_event_loop()
 
 

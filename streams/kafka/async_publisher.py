@@ -9,6 +9,7 @@ request in flight into one produce request per partition.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ from streams.kafka.publisher import contract_record, event_topics
 from streams.kafka.security import KafkaSecurity
 from streams.settings import Settings
 
+log = logging.getLogger(__name__)
 Delivery = asyncio.Future[Any]  # set once Kafka acknowledged the record (acks=all)
 
 
@@ -31,6 +33,7 @@ class AsyncEventPublisher:
         """``timeout_seconds``: how long a send may wait for Kafka (metadata, buffer space, the
         acknowledgement) before it fails, instead of aiokafka's 40 s."""
         self.topics = event_topics(settings)
+        self.timeout_seconds = timeout_seconds
         timeout_ms = int(timeout_seconds * 1000)
         self.producer = AIOKafkaProducer(
             bootstrap_servers=settings.bootstrap_servers,
@@ -39,7 +42,7 @@ class AsyncEventPublisher:
             linger_ms=1,
             max_batch_size=256 * 1024,
             request_timeout_ms=timeout_ms,
-            **KafkaSecurity.from_settings(settings).kafka_python(),  # aiokafka takes kafka-python's names
+            **KafkaSecurity.from_settings(settings).kafka_python(),
         )
 
     async def start(self) -> None:
@@ -47,8 +50,13 @@ class AsyncEventPublisher:
         await self.producer.start()
 
     async def stop(self) -> None:
-        """Sends what is pending, then closes."""
-        await self.producer.stop()
+        """Sends what is pending and closes, within the timeout: the idempotent producer would retry
+        forever while Kafka is down, and a gateway that is told to stop must stop. What Kafka has not
+        taken by then is dropped; its requests were answered 503, or not at all (the vendor retries)."""
+        try:
+            await asyncio.wait_for(self.producer.stop(), self.timeout_seconds)
+        except TimeoutError:
+            log.warning("stopped with records Kafka had not acknowledged in %.0f s", self.timeout_seconds)
 
     async def publish(self, event: Mapping[str, Any]) -> Delivery:
         """Validates and queues the event; the returned future is its acknowledgement."""

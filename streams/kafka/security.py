@@ -1,7 +1,8 @@
 """How every Kafka client of the product authenticates: read from the settings once, here.
 
-kafka-python (publisher, admin, dead letters, rebuild) and Faust's aiokafka (the worker) get the same
-TLS context and SASL identity, so a listener that accepts one client accepts them all.
+kafka-python (publisher, admin, dead letters, rebuild), Faust's aiokafka (the worker) and the
+gateway's aiokafka producer (which takes kafka-python's keyword arguments) get the same TLS context and
+SASL identity, so a listener that accepts one client accepts them all.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class KafkaSecurity:
         )
 
     def kafka_python(self) -> dict[str, Any]:
-        """Keyword arguments of kafka-python's clients."""
+        """Keyword arguments of kafka-python's clients, and of aiokafka's, which has the same names."""
         options: dict[str, Any] = {"security_protocol": self.protocol}
         if self.ssl_context is not None:
             options["ssl_context"] = self.ssl_context

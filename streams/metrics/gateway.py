@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -28,10 +27,10 @@ class RequestOutcome(StrEnum):
 class SourceMetrics:
     """One source's series, bound once: ``labels()`` on every request was a twentieth of its CPU."""
 
-    requests: dict[RequestOutcome, Any]  # prometheus_client's bound children are untyped
-    seconds: Any
-    published: Any
-    dead_letters: Any
+    requests: dict[RequestOutcome, Counter]
+    seconds: Histogram
+    published: Counter
+    dead_letters: Counter
 
 
 class GatewayMetrics:
